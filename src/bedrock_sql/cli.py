@@ -1,0 +1,263 @@
+"""The ``bedrock-sql`` command line: parses options, calls the library, renders results.
+
+Every user mistake ends as one line on stderr and exit code 2 (see :func:`main`).
+"""
+
+from __future__ import annotations
+
+import functools
+import sys
+import threading
+import time
+from pathlib import Path
+
+import click
+
+from . import __version__
+from .aws import DEFAULT_MAX_WORKERS, AwsOptions, resolve_scope
+from .engine import ErrorLog, ErrorRecord
+from .errors import UserError
+from .render import FORMATS, render
+from .snapshot import CollectResult, collect
+from .sql import run_query, snapshot_connection, live_connection
+
+EXIT_OK, EXIT_PARTIAL, EXIT_USAGE = 0, 2, 2
+
+
+def aws_options(fn):
+    """The AWS options shared by collect, live query and remediate (DESIGN.md)."""
+    options = [
+        click.option("--profile", "profiles", multiple=True, metavar="NAME", help="AWS profile to scan (repeatable, one account each)."),
+        click.option("--region", "regions", multiple=True, metavar="NAME", help="Region to scan (repeatable). Default: the session's region."),
+        click.option("--all-regions", is_flag=True, help="Every region where Bedrock is offered and the account has enabled."),
+        click.option("--role-arn", "role_arns", multiple=True, metavar="ARN", help="Role to assume in each account (repeatable)."),
+        click.option("--external-id", metavar="ID", help="External ID for --role-arn."),
+        click.option("--endpoint-url", metavar="URL", help="Custom AWS endpoint (AWS_ENDPOINT_URL works too)."),
+        click.option("--max-workers", type=click.IntRange(min=1), default=DEFAULT_MAX_WORKERS, show_default=True, help="Concurrent AWS calls."),
+    ]
+    for option in reversed(options):
+        fn = option(fn)
+
+    @functools.wraps(fn)
+    def wrapper(*args, profiles, regions, all_regions, role_arns, external_id, endpoint_url, max_workers, **kwargs):
+        kwargs["aws"] = AwsOptions(
+            profiles=tuple(profiles),
+            regions=tuple(regions),
+            all_regions=all_regions,
+            role_arns=tuple(role_arns),
+            external_id=external_id,
+            endpoint_url=endpoint_url,
+            max_workers=max_workers,
+        )
+        return fn(*args, **kwargs)
+
+    return wrapper
+
+
+@click.group(context_settings={"help_option_names": ["-h", "--help"]})
+@click.version_option(__version__, prog_name="bedrock-sql")
+@click.option(
+    "--db",
+    default="bedrock.db",
+    show_default=True,
+    envvar="BEDROCK_SQL_DB",
+    type=click.Path(dir_okay=False),
+    help="The snapshot file (env BEDROCK_SQL_DB).",
+)
+@click.pass_context
+def cli(ctx, db):
+    """Prove that Amazon Bedrock custom models are encrypted with KMS customer-managed
+    keys, across every account and region, with SQL."""
+    ctx.obj = {"db": Path(db)}
+
+
+# --- collect --------------------------------------------------------------------------
+
+
+@cli.command("collect")
+@aws_options
+@click.option("--quiet", "-q", is_flag=True, help="No progress bar or summary.")
+@click.pass_context
+def collect_command(ctx, aws: AwsOptions, quiet: bool):
+    """Snapshot custom models, customization jobs, KMS keys and aliases into --db."""
+    db = ctx.obj["db"]
+    scope = resolve_scope(aws)
+    from .providers import TABLES
+
+    started = time.monotonic()
+    show_progress = not quiet and sys.stderr.isatty()
+    with _progress(len(scope.units) * len(TABLES), show_progress) as advance:
+        result = collect(scope, db, max_workers=aws.max_workers, on_unit_done=advance)
+    if not quiet:
+        _print_collect_summary(result, time.monotonic() - started)
+    ctx.exit(EXIT_PARTIAL if result.errors else EXIT_OK)
+
+
+class _progress:
+    """A click progress bar on stderr, advanced from worker threads; silent when piped."""
+
+    def __init__(self, length: int, enabled: bool):
+        self.bar = (
+            click.progressbar(length=length, label="Collecting", file=sys.stderr, show_pos=True)
+            if enabled
+            else None
+        )
+        self.lock = threading.Lock()
+
+    def __enter__(self):
+        if self.bar:
+            self.bar.__enter__()
+        return self.advance
+
+    def advance(self, table_name, unit):
+        if self.bar:
+            with self.lock:
+                self.bar.update(1)
+
+    def __exit__(self, *exc):
+        if self.bar:
+            self.bar.__exit__(*exc)
+
+
+def _print_collect_summary(result: CollectResult, seconds: float) -> None:
+    counts = ", ".join(f"{n} {name}" for name, n in result.row_counts.items())
+    echo = functools.partial(click.echo, err=True)
+    echo(
+        f"Collected {counts} from {len(result.scope.accounts)} account(s) and "
+        f"{len(result.scope.regions)} region(s) in {seconds:.1f}s ({result.api_calls} API calls) -> {result.path}"
+    )
+    if result.errors:
+        echo(f"Partial snapshot: {len(result.errors)} AWS call(s) failed (see table bedrock_sql_errors):")
+        _echo_errors(result.errors)
+
+
+def _echo_errors(errors: list[ErrorRecord], limit: int = 10) -> None:
+    for record in errors[:limit]:
+        what = f" {record.resource}" if record.resource else ""
+        click.echo(
+            f"  {record.account_id}/{record.region} {record.table_name}: {record.operation}{what}: "
+            f"{record.error_code}: {record.message}",
+            err=True,
+        )
+    if len(errors) > limit:
+        click.echo(f"  ... and {len(errors) - limit} more", err=True)
+
+
+# --- query ----------------------------------------------------------------------------
+
+
+@cli.command("query")
+@click.argument("sql", required=False)
+@click.option("-f", "--file", "sql_file", type=click.File("r"), help="Read the SQL from FILE.")
+@click.option("--output", "-o", "fmt", type=click.Choice(FORMATS), default="table", show_default=True)
+@click.option("--live", is_flag=True, help="Answer from AWS through the virtual tables, not the snapshot.")
+@aws_options
+@click.pass_context
+def query_command(ctx, sql, sql_file, fmt, live, aws: AwsOptions):
+    """Run one read-only SQL statement (SQL, -f FILE, or - for stdin)."""
+    if sql and sql_file:
+        raise UserError("give the SQL as an argument or with -f, not both")
+    if sql == "-":
+        sql = sys.stdin.read()
+    elif sql_file:
+        sql = sql_file.read()
+    if not sql:
+        raise UserError("no SQL given: bedrock-sql query 'SELECT ...' (or -f FILE, or - for stdin)")
+    if live:
+        errors = ErrorLog()
+        with live_connection(aws, errors) as connection:
+            result = run_query(connection, sql)
+            render(result.columns, result.rows, fmt, sys.stdout)
+        if errors:
+            click.echo(f"warning: {len(errors)} AWS call(s) failed; these results are incomplete:", err=True)
+            _echo_errors(errors.records())
+            ctx.exit(EXIT_PARTIAL)
+        return
+    with snapshot_connection(ctx.obj["db"]) as connection:
+        result = run_query(connection, sql)
+        render(result.columns, result.rows, fmt, sys.stdout)
+
+
+# --- shell, tables, schema ------------------------------------------------------------
+
+
+@cli.command("shell")
+@click.pass_context
+def shell_command(ctx):
+    """Interactive SQL shell (apsw's) on the snapshot, read-only."""
+    import apsw.shell
+
+    with snapshot_connection(ctx.obj["db"]) as connection:
+        shell = apsw.shell.Shell(db=connection)
+        shell.cmdloop(intro=f"bedrock-sql {__version__} - read-only snapshot {ctx.obj['db']}. .tables, .schema, .help; .quit to leave.")
+
+
+@cli.command("tables")
+@click.option("--output", "-o", "fmt", type=click.Choice(FORMATS), default="table", show_default=True)
+@click.pass_context
+def tables_command(ctx, fmt):
+    """The snapshot's tables with their row counts."""
+    from .snapshot import table_counts
+
+    with snapshot_connection(ctx.obj["db"]) as connection:
+        render(["table", "rows"], table_counts(connection), fmt, sys.stdout)
+
+
+@cli.command("schema")
+@click.argument("table", required=False)
+@click.option("--output", "-o", "fmt", type=click.Choice(FORMATS), default="table", show_default=True)
+def schema_command(table, fmt):
+    """Columns, types and descriptions of every table (or of TABLE)."""
+    from .catalog import schema_rows
+
+    render(["table", "column", "type", "description"], schema_rows(table), fmt, sys.stdout)
+
+
+# --- demo -----------------------------------------------------------------------------
+
+
+@cli.command("demo")
+@click.pass_context
+def demo_command(ctx):
+    """Collect a simulated AWS estate (moto, offline) and show what an analyst looks at first."""
+    from .demo import run_demo
+
+    db = ctx.obj["db"]
+    if ctx.parent.get_parameter_source("db") == click.core.ParameterSource.DEFAULT:
+        db = Path("bedrock-demo.db")  # never overwrite a real snapshot with simulated data
+    ctx.exit(run_demo(db, sys.stdout))
+
+
+# --- entry point ----------------------------------------------------------------------
+
+
+def main(argv: list[str] | None = None) -> None:
+    """Run the CLI; user mistakes become one line on stderr and exit 2."""
+    try:
+        code = cli.main(args=argv, prog_name="bedrock-sql", standalone_mode=False)
+    except click.exceptions.Exit as exc:
+        code = exc.exit_code
+    except click.UsageError as exc:
+        click.echo(f"bedrock-sql: error: {exc.format_message()}", err=True)
+        code = EXIT_USAGE
+    except click.ClickException as exc:
+        click.echo(f"bedrock-sql: error: {exc.format_message()}", err=True)
+        code = exc.exit_code
+    except UserError as exc:
+        click.echo(f"bedrock-sql: error: {exc}", err=True)
+        code = EXIT_USAGE
+    except click.Abort:
+        click.echo("bedrock-sql: aborted", err=True)
+        code = 130
+    except KeyboardInterrupt:
+        click.echo("bedrock-sql: interrupted", err=True)
+        code = 130
+    except BrokenPipeError:
+        # `bedrock-sql query ... | head`: the reader left; that is not an error.
+        sys.stderr.close()
+        code = 0
+    sys.exit(code or 0)
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,94 @@
+"""`bedrock-sql demo`: collect a simulated estate (moto, in process) and show the findings.
+
+No AWS account is touched: moto intercepts every call, the credentials are fake, and the
+user's own AWS configuration is ignored for the duration.
+"""
+
+from __future__ import annotations
+
+import os
+from contextlib import contextmanager
+from pathlib import Path
+from typing import TextIO
+
+from .aws import AwsOptions, resolve_scope
+from .errors import UserError
+from .render import render
+from .snapshot import collect
+from .sql import run_query, snapshot_connection
+
+DEMO_REGIONS = ("us-east-1", "eu-west-1")
+
+FIRST_LOOK = """
+SELECT m.region, m.model_name,
+       CASE WHEN m.model_kms_key_arn IS NULL THEN 'Bedrock owned key'
+            WHEN k.arn IS NULL THEN 'key in another account'
+            ELSE k.key_manager || ' key, ' || k.key_state END AS encryption,
+       coalesce(k.title, m.model_kms_key_arn) AS key
+FROM aws_bedrock_custom_model m
+LEFT JOIN aws_kms_key k ON k.arn = m.model_kms_key_arn
+ORDER BY CASE WHEN m.model_kms_key_arn IS NULL THEN 0
+              WHEN k.key_manager = 'AWS' THEN 1
+              WHEN k.key_state IS NOT 'Enabled' THEN 2
+              ELSE 3 END, m.region, m.model_name
+"""
+
+_FAKE_ENV = {
+    "AWS_ACCESS_KEY_ID": "demo",
+    "AWS_SECRET_ACCESS_KEY": "demo",
+    "AWS_SESSION_TOKEN": "demo",
+    "AWS_DEFAULT_REGION": DEMO_REGIONS[0],
+}
+_IGNORED_ENV = ("AWS_PROFILE", "AWS_ENDPOINT_URL", "AWS_ENDPOINT_URL_BEDROCK", "AWS_ENDPOINT_URL_KMS",
+                "AWS_ENDPOINT_URL_STS", "AWS_ROLE_ARN", "AWS_WEB_IDENTITY_TOKEN_FILE", "AWS_REGION")
+
+
+@contextmanager
+def _simulated_aws():
+    try:
+        from moto import mock_aws
+    except ImportError:
+        raise UserError("the demo needs moto: pip install 'bedrock-sql[demo]'") from None
+    saved = {name: os.environ.get(name) for name in (*_FAKE_ENV, *_IGNORED_ENV, "AWS_CONFIG_FILE", "AWS_SHARED_CREDENTIALS_FILE")}
+    for name in _IGNORED_ENV:
+        os.environ.pop(name, None)
+    os.environ.update(_FAKE_ENV)
+    os.environ["AWS_CONFIG_FILE"] = os.environ["AWS_SHARED_CREDENTIALS_FILE"] = os.devnull
+    try:
+        with mock_aws():
+            yield
+    finally:
+        for name, value in saved.items():
+            if value is None:
+                os.environ.pop(name, None)
+            else:
+                os.environ[name] = value
+
+
+def run_demo(db: Path, out: TextIO) -> int:
+    """Seed, collect, report. Returns the exit code."""
+    import boto3
+
+    from .estate import seed_demo_estate
+
+    with _simulated_aws():
+        estate = seed_demo_estate(boto3.Session(region_name=DEMO_REGIONS[0]), regions=DEMO_REGIONS)
+        scope = resolve_scope(AwsOptions(regions=DEMO_REGIONS))
+        result = collect(scope, db)
+    out.write(
+        f"Simulated estate: {len(estate.models)} custom models, {len(estate.jobs)} customization jobs "
+        f"and {len(estate.keys)} KMS keys in account {', '.join(estate.account_ids)}, "
+        f"regions {', '.join(DEMO_REGIONS)} (moto, offline).\n"
+    )
+    counts = ", ".join(f"{n} {name}" for name, n in result.row_counts.items())
+    out.write(f"Collected {counts} into {result.path} ({result.api_calls} API calls).\n\n")
+    out.write("Custom models and the keys that encrypt them (worst first):\n")
+    with snapshot_connection(db) as connection:
+        query = run_query(connection, FIRST_LOOK)
+        render(query.columns, query.rows, "table", out)
+    out.write(
+        f"\nExplore it yourself:\n  bedrock-sql --db {db} query "
+        "\"SELECT model_name, region FROM aws_bedrock_custom_model WHERE model_kms_key_arn IS NULL\"\n"
+        f"  bedrock-sql --db {db} shell\n"
+    )
+    return 0

@@ -1,0 +1,111 @@
+"""aws_kms_key: KMS keys, with what decides whether they protect a model well.
+
+DescribeKey for every key; rotation status, key policy and tags only for customer-managed
+keys (AWS managed keys need none of those calls). Aliases come from one paginated
+ListAliases per region, not one call per key.
+"""
+
+from __future__ import annotations
+
+import json
+from collections import defaultdict
+
+from ..aws import ApiError, UnitApi
+from .base import INTEGER, TEXT, Column, Table, tags_to_dict
+
+NOT_FOUND = {"NotFoundException"}
+# Rotation does not apply to these keys (asymmetric, HMAC, imported, external, pending deletion).
+ROTATION_NOT_APPLICABLE = {"UnsupportedOperationException", "KMSInvalidStateException"}
+
+
+def list_keys(api: UnitApi, params: dict):
+    aliases: dict[str, list[str]] = defaultdict(list)
+    for alias in api.paginate("kms", "list_aliases", "Aliases"):
+        if alias.get("TargetKeyId"):
+            aliases[alias["TargetKeyId"]].append(alias["AliasName"])
+    for key in api.paginate("kms", "list_keys", "Keys", **params):
+        yield {**key, "aliases": sorted(aliases.get(key["KeyId"], []))}
+
+
+def describe_key(api: UnitApi, key_id: str):
+    """DescribeKey, plus rotation, policy and tags for a customer-managed key."""
+    try:
+        meta = api.call("kms", "describe_key", KeyId=key_id)["KeyMetadata"]
+    except ApiError as exc:
+        if exc.code in NOT_FOUND:
+            return None
+        raise
+    item = dict(meta)
+    arn = meta["Arn"]
+    if meta.get("KeyManager") == "CUSTOMER":
+        item["rotation"] = _rotation(api, meta["KeyId"], arn)
+        item["policy"] = api.optional(
+            lambda: json.loads(
+                api.call("kms", "get_key_policy", KeyId=meta["KeyId"], PolicyName="default")["Policy"]
+            ),
+            resource=arn,
+        )
+        item["tags"] = api.optional(
+            lambda: tags_to_dict(
+                list(api.paginate("kms", "list_resource_tags", "Tags", KeyId=meta["KeyId"])),
+                key="TagKey",
+                value="TagValue",
+            ),
+            resource=arn,
+        )
+    return item
+
+
+def _rotation(api: UnitApi, key_id: str, arn: str):
+    try:
+        return api.call("kms", "get_key_rotation_status", KeyId=key_id).get("KeyRotationEnabled")
+    except ApiError as exc:
+        if exc.code in ROTATION_NOT_APPLICABLE:
+            return None
+        api.record(exc, resource=arn)
+        return None
+
+
+def get_key(api: UnitApi, key_id: str):
+    item = describe_key(api, key_id)
+    if item is not None:
+        names = api.paginate("kms", "list_aliases", "Aliases", KeyId=item["KeyId"])
+        item["aliases"] = sorted(a["AliasName"] for a in names)
+    return item
+
+
+TABLE = Table(
+    name="aws_kms_key",
+    description="AWS KMS keys: who manages them, their state, rotation and key policy.",
+    service="kms",
+    columns=[
+        Column("arn", TEXT, "The ARN of the key.", "Arn"),
+        Column("id", TEXT, "The key ID.", "KeyId"),
+        Column("key_manager", TEXT, "CUSTOMER for customer-managed keys, AWS for AWS managed keys.", "KeyManager"),
+        Column("key_state", TEXT, "Enabled, Disabled, PendingDeletion, PendingImport, Unavailable...", "KeyState"),
+        Column("enabled", INTEGER, "1 when the key is enabled.", "Enabled"),
+        Column("origin", TEXT, "AWS_KMS, EXTERNAL (imported material), AWS_CLOUDHSM or EXTERNAL_KEY_STORE.", "Origin"),
+        Column("key_usage", TEXT, "ENCRYPT_DECRYPT, SIGN_VERIFY, GENERATE_VERIFY_MAC...", "KeyUsage"),
+        Column("key_spec", TEXT, "SYMMETRIC_DEFAULT, RSA_2048, HMAC_256...", "KeySpec"),
+        Column("description", TEXT, "The key's description.", "Description"),
+        Column("creation_date", TEXT, "When the key was created (ISO-8601 UTC).", "CreationDate"),
+        Column("deletion_date", TEXT, "When a key pending deletion will be deleted (ISO-8601 UTC).", "DeletionDate"),
+        Column("multi_region", INTEGER, "1 for a multi-Region key.", "MultiRegion"),
+        Column(
+            "key_rotation_enabled",
+            INTEGER,
+            "1 when automatic rotation is on; NULL for AWS managed keys and where rotation does not apply.",
+            "rotation",
+        ),
+        Column("policy", TEXT, "JSON: the key policy (customer-managed keys only).", "policy"),
+        Column("aliases", TEXT, "JSON array of the key's alias names.", "aliases"),
+        Column("tags", TEXT, "JSON object of the key's tags (customer-managed keys only).", "tags"),
+    ],
+    list_items=list_keys,
+    hydrate_item=lambda api, summary: describe_key(api, summary["KeyId"]),
+    get_item=get_key,
+    get_columns=("arn", "id"),
+    indexes=("arn", "id"),
+    title=lambda item: (item.get("aliases") or [None])[0] or item.get("KeyId"),
+    arn="arn",
+)

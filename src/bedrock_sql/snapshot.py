@@ -1,0 +1,246 @@
+"""The snapshot: one SQLite file, written atomically by the collector, read-only to queries.
+
+Layout: one plain table per provider (typed columns, indexes on the join keys), plus
+``bedrock_sql_errors`` (every AWS failure that cost data) and ``bedrock_sql_runs``.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import socket
+import uuid
+from dataclasses import dataclass
+from datetime import datetime, timezone
+from pathlib import Path
+from typing import Callable
+from urllib.parse import quote
+
+import apsw
+
+from . import __version__
+from .aws import Scope, Unit
+from .engine import ERROR_COLUMNS, Engine, ErrorLog, ErrorRecord
+from .errors import UserError
+from .providers import TABLES
+from .providers.base import TEXT, Column, Table, iso_utc
+from .vtable import register
+
+ERRORS_TABLE = "bedrock_sql_errors"
+RUNS_TABLE = "bedrock_sql_runs"
+
+ERROR_TABLE_COLUMNS = [
+    Column("account_id", TEXT, "The account whose call failed."),
+    Column("region", TEXT, "The region whose call failed."),
+    Column("table_name", TEXT, "The table that lost data."),
+    Column("operation", TEXT, "The AWS API that failed (e.g. ListCustomModels)."),
+    Column("error_code", TEXT, "The AWS error code (e.g. AccessDeniedException)."),
+    Column("message", TEXT, "The error message."),
+    Column("occurred_at", TEXT, "When it failed (ISO-8601 UTC)."),
+    Column("resource", TEXT, "The resource whose details failed; NULL when the whole listing failed."),
+]
+assert tuple(c.name for c in ERROR_TABLE_COLUMNS) == ERROR_COLUMNS
+
+RUN_TABLE_COLUMNS = [
+    Column("run_id", TEXT, "A unique id for the collect run."),
+    Column("started_at", TEXT, "When the run started (ISO-8601 UTC)."),
+    Column("finished_at", TEXT, "When the run finished (ISO-8601 UTC)."),
+    Column("status", TEXT, "complete, or partial when some calls failed (see bedrock_sql_errors)."),
+    Column("accounts", TEXT, "JSON array of the account IDs scanned."),
+    Column("regions", TEXT, "JSON array of the regions scanned."),
+    Column("tool_version", TEXT, "The bedrock-sql version that collected."),
+    Column("api_calls", "INTEGER", "How many AWS API calls the run made."),
+]
+
+# Descriptions of the bookkeeping tables, for `schema`.
+META_TABLES: dict[str, tuple[str, list[Column]]] = {
+    ERRORS_TABLE: ("Every AWS failure that cost data; controls read it to answer error.", ERROR_TABLE_COLUMNS),
+    RUNS_TABLE: ("The collect run that produced this snapshot.", RUN_TABLE_COLUMNS),
+}
+
+
+def _create_sql(name: str, columns: list[Column]) -> str:
+    return f"CREATE TABLE {name}(" + ", ".join(f'"{c.name}" {c.type}' for c in columns) + ")"
+
+
+@dataclass
+class CollectResult:
+    path: Path
+    row_counts: dict[str, int]
+    errors: list[ErrorRecord]
+    scope: Scope
+    api_calls: int
+
+    @property
+    def status(self) -> str:
+        return "partial" if self.errors else "complete"
+
+    def failed_units(self) -> list[str]:
+        return sorted({f"{e.account_id}/{e.region} {e.table_name} ({e.operation}: {e.error_code})" for e in self.errors})
+
+
+def _now() -> str:
+    return iso_utc(datetime.now(timezone.utc))
+
+
+def _partial_path(target: Path) -> Path:
+    return target.with_name(f".{target.name}.{socket.gethostname()}.{os.getpid()}.partial")
+
+
+def _remove_stale_partials(target: Path) -> None:
+    """Remove partial files left by collects that were killed (their process is gone)."""
+    host = socket.gethostname()
+    for leftover in target.parent.glob(f".{target.name}.*.partial"):
+        parts = leftover.name[len(target.name) + 2 : -len(".partial")].rsplit(".", 1)
+        if len(parts) != 2 or parts[0] != host or not parts[1].isdigit():
+            continue
+        try:
+            os.kill(int(parts[1]), 0)
+        except ProcessLookupError:
+            leftover.unlink(missing_ok=True)
+        except PermissionError:
+            pass  # alive, someone else's
+
+
+def collect(
+    scope: Scope,
+    db_path: str | os.PathLike,
+    *,
+    max_workers: int = 16,
+    tables: dict[str, Table] = TABLES,
+    on_unit_done: Callable[[str, Unit], None] | None = None,
+) -> CollectResult:
+    """Collect every table from ``scope`` into a new snapshot at ``db_path``.
+
+    The new snapshot is written to a partial file beside the target (created 0600: it maps
+    an estate's keys and models) and renamed over it only once complete, so an interrupted
+    or killed collect leaves the previous snapshot whole.
+    """
+    target = Path(db_path).absolute()
+    if not target.parent.is_dir():
+        raise UserError(f"cannot write a snapshot at {target}: no directory {target.parent}")
+    _remove_stale_partials(target)
+    partial = _partial_path(target)
+    try:
+        os.close(os.open(partial, os.O_CREAT | os.O_EXCL | os.O_WRONLY, 0o600))
+    except OSError as exc:
+        raise UserError(f"cannot write a snapshot at {target}: {exc.strerror}") from None
+
+    errors = ErrorLog()
+    engine = Engine(scope, errors, max_workers=max_workers, on_unit_done=on_unit_done)
+    started = _now()
+    try:
+        connection = apsw.Connection(":memory:")
+        register(connection, engine, tables)
+        connection.execute("ATTACH ? AS snapshot", (str(partial),))
+        # The partial file is thrown away on failure, so no journal is needed while writing.
+        connection.execute("PRAGMA snapshot.journal_mode=OFF; PRAGMA snapshot.synchronous=OFF")
+        counts: dict[str, int] = {}
+        with connection:
+            for table in tables.values():
+                connection.execute(table.create_sql(f"snapshot.{table.name}"))
+                connection.execute(f"INSERT INTO snapshot.{table.name} SELECT * FROM main.{table.name}")
+                counts[table.name] = connection.changes()
+            for name, (_, columns) in META_TABLES.items():
+                connection.execute(_create_sql(f"snapshot.{name}", columns))
+            records = errors.records()
+            connection.executemany(
+                f"INSERT INTO snapshot.{ERRORS_TABLE} VALUES ({', '.join('?' * len(ERROR_COLUMNS))})",
+                [r.as_row() for r in records],
+            )
+            api_calls = scope.factory.total_calls()
+            connection.execute(
+                f"INSERT INTO snapshot.{RUNS_TABLE} VALUES (?, ?, ?, ?, ?, ?, ?, ?)",
+                (
+                    str(uuid.uuid4()),
+                    started,
+                    _now(),
+                    "partial" if records else "complete",
+                    json.dumps(sorted(a.account_id for a in scope.accounts)),
+                    json.dumps(scope.regions),
+                    __version__,
+                    api_calls,
+                ),
+            )
+            for table in tables.values():
+                for column in table.indexes:
+                    connection.execute(
+                        f"CREATE INDEX snapshot.idx_{table.name}_{column} ON {table.name}({column})"
+                    )
+            connection.execute(f"CREATE INDEX snapshot.idx_{ERRORS_TABLE}_unit ON {ERRORS_TABLE}(account_id, region)")
+        connection.execute("DETACH snapshot")
+        connection.close()
+        _fsync(partial)
+        os.replace(partial, target)
+        _fsync(target.parent)
+    except BaseException:
+        engine.interrupt()
+        partial.unlink(missing_ok=True)
+        raise
+    finally:
+        engine.close()
+    return CollectResult(target, counts, records, scope, api_calls)
+
+
+def _fsync(path: Path) -> None:
+    fd = os.open(path, os.O_RDONLY)
+    try:
+        os.fsync(fd)
+    finally:
+        os.close(fd)
+
+
+# --- reading ------------------------------------------------------------------------------
+
+_READ_ONLY_ACTIONS = {
+    apsw.SQLITE_SELECT,
+    apsw.SQLITE_READ,
+    apsw.SQLITE_FUNCTION,
+    apsw.SQLITE_RECURSIVE,
+}
+
+
+def _read_only_authorizer(action, arg1, arg2, database, trigger):
+    """Refuse anything but reading, even on temp objects or ATTACHed files.
+
+    The file is also opened read-only; the authorizer makes the refusal explicit and
+    covers what read-only mode alone would allow (ATTACH of another, writable file).
+    """
+    if action in _READ_ONLY_ACTIONS:
+        return apsw.SQLITE_OK
+    if action == apsw.SQLITE_PRAGMA and arg2 is None:  # reading a pragma, not setting one
+        return apsw.SQLITE_OK
+    if action == apsw.SQLITE_TRANSACTION:
+        return apsw.SQLITE_OK
+    return apsw.SQLITE_DENY
+
+
+def open_snapshot(db_path: str | os.PathLike) -> apsw.Connection:
+    """Open a snapshot read-only, or raise :class:`UserError` saying what to do."""
+    path = Path(db_path)
+    if not path.is_file():
+        raise UserError(f"no snapshot at {path}: run bedrock-sql collect")
+    uri = f"file:{quote(str(path.absolute()))}?mode=ro"
+    try:
+        connection = apsw.Connection(uri, flags=apsw.SQLITE_OPEN_READONLY | apsw.SQLITE_OPEN_URI)
+        connection.execute(f"SELECT 1 FROM {RUNS_TABLE} LIMIT 1").fetchall()
+    except apsw.Error as exc:
+        raise UserError(
+            f"{path} is not a readable bedrock-sql snapshot ({_sqlite_message(exc)}): run bedrock-sql collect"
+        ) from None
+    connection.authorizer = _read_only_authorizer
+    return connection
+
+
+def _sqlite_message(exc: apsw.Error) -> str:
+    return str(exc).split(": ", 1)[-1] if ": " in str(exc) else str(exc)
+
+
+def table_counts(connection: apsw.Connection) -> list[tuple[str, int]]:
+    names = [
+        row[0]
+        for row in connection.execute(
+            "SELECT name FROM sqlite_schema WHERE type = 'table' AND name NOT LIKE 'sqlite_%' ORDER BY name"
+        )
+    ]
+    return [(name, connection.execute(f'SELECT count(*) FROM "{name}"').fetchone()[0]) for name in names]

@@ -1,0 +1,5 @@
+"""`python -m bedrock_sql` runs the CLI."""
+
+from .cli import main
+
+main()

@@ -1,0 +1,54 @@
+-- id: bedrock_customization_job_in_vpc
+-- title: Bedrock customization jobs run in a VPC
+-- severity: medium
+-- description: A customization job given a VPC configuration reaches its training and
+--   validation data through your subnets and security groups (and S3 VPC endpoints),
+--   so the data never crosses the public internet and network controls apply.
+-- remediation: Re-run the job with vpcConfig (subnetIds and securityGroupIds), and an S3
+--   gateway endpoint in that VPC for the training data bucket.
+-- references: https://docs.aws.amazon.com/bedrock/latest/userguide/vpc-model-customization.html
+--
+-- ok     the job has subnets in its VPC configuration
+-- alarm  the job has no VPC configuration
+-- error  the job's details, or its account/region listing, could not be read
+WITH
+job_errors AS (
+  SELECT resource, min(operation || ' failed with ' || error_code) AS cause
+  FROM bedrock_sql_errors
+  WHERE table_name = 'aws_bedrock_model_customization_job' AND resource IS NOT NULL
+  GROUP BY resource
+)
+SELECT
+  j.arn AS resource,
+  CASE
+    WHEN je.resource IS NOT NULL THEN 'error'
+    WHEN json_array_length(j.vpc_config, '$.subnetIds') > 0 THEN 'ok'
+    ELSE 'alarm'
+  END AS status,
+  CASE
+    WHEN je.resource IS NOT NULL THEN
+      'The details of job ' || j.job_name || ' could not be read (' || je.cause || '), so its network settings are unknown.'
+    WHEN json_array_length(j.vpc_config, '$.subnetIds') > 0 THEN
+      'Job ' || j.job_name || ' runs in a VPC (subnets ' || (
+        SELECT group_concat(value, ', ') FROM json_each(j.vpc_config, '$.subnetIds')) || ').'
+    ELSE
+      'Job ' || j.job_name || ' (' || j.status || ') runs without a VPC configuration.'
+  END AS reason,
+  j.account_id,
+  j.region,
+  j.job_name,
+  j.status AS job_status
+FROM aws_bedrock_model_customization_job j
+LEFT JOIN job_errors je ON je.resource = j.arn
+
+UNION ALL
+
+SELECT
+  account_id || '/' || region AS resource,
+  'error' AS status,
+  'The customization jobs of ' || account_id || '/' || region || ' could not be listed ('
+    || min(operation || ' failed with ' || error_code || ': ' || message) || ').' AS reason,
+  account_id, region, NULL, NULL
+FROM bedrock_sql_errors
+WHERE table_name = 'aws_bedrock_model_customization_job' AND resource IS NULL
+GROUP BY account_id, region

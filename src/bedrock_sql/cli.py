@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import functools
 import sys
+import tempfile
 import threading
 import time
 from pathlib import Path
@@ -18,6 +19,7 @@ from .aws import DEFAULT_MAX_WORKERS, AwsOptions, resolve_scope
 from .engine import ErrorLog, ErrorRecord
 from .errors import UserError
 from .render import FORMATS, render
+from .report import CHECK_FORMATS
 from .snapshot import CollectResult, collect
 from .sql import run_query, snapshot_connection, live_connection
 
@@ -81,16 +83,19 @@ def cli(ctx, db):
 def collect_command(ctx, aws: AwsOptions, quiet: bool):
     """Snapshot custom models, customization jobs, KMS keys and aliases into --db."""
     db = ctx.obj["db"]
-    scope = resolve_scope(aws)
+    result = _collect_with_progress(resolve_scope(aws), db, aws.max_workers, quiet)
+    ctx.exit(EXIT_PARTIAL if result.errors else EXIT_OK)
+
+
+def _collect_with_progress(scope, db: Path, max_workers: int, quiet: bool) -> CollectResult:
     from .providers import TABLES
 
     started = time.monotonic()
-    show_progress = not quiet and sys.stderr.isatty()
-    with _progress(len(scope.units) * len(TABLES), show_progress) as advance:
-        result = collect(scope, db, max_workers=aws.max_workers, on_unit_done=advance)
+    with _progress(len(scope.units) * len(TABLES), not quiet and sys.stderr.isatty()) as advance:
+        result = collect(scope, db, max_workers=max_workers, on_unit_done=advance)
     if not quiet:
         _print_collect_summary(result, time.monotonic() - started)
-    ctx.exit(EXIT_PARTIAL if result.errors else EXIT_OK)
+    return result
 
 
 class _progress:
@@ -211,6 +216,73 @@ def schema_command(table, fmt):
     from .catalog import schema_rows
 
     render(["table", "column", "type", "description"], schema_rows(table), fmt, sys.stdout)
+
+
+# --- controls and check --------------------------------------------------------------
+
+queries_option = click.option(
+    "--queries",
+    "query_dirs",
+    multiple=True,
+    type=click.Path(file_okay=False),
+    metavar="DIR",
+    help="Add your own controls from DIR (same format as the bundled ones; repeatable).",
+)
+
+
+@cli.command("controls")
+@queries_option
+@click.option("--output", "-o", "fmt", type=click.Choice(FORMATS), default="table", show_default=True)
+def controls_command(query_dirs, fmt):
+    """The controls `check` runs: id, title, severity, description."""
+    from .controls import load_controls
+
+    controls = load_controls(query_dirs)
+    render(["id", "title", "severity", "description"], [c.summary for c in controls], fmt, sys.stdout)
+
+
+@cli.command("check")
+@click.argument("control_ids", nargs=-1, metavar="[CONTROL_ID]...")
+@click.option("--severity", type=click.Choice(["critical", "high", "medium", "low", "info"], case_sensitive=False),
+              help="Only controls of this severity or higher.")
+@click.option("--output", "-o", "fmt", type=click.Choice(CHECK_FORMATS), default="table", show_default=True)
+@click.option("--export", "exports", multiple=True, metavar="FILE",
+              help="Also write the results to FILE; the format follows the name: "
+                   ".csv .json .jsonl .md .asff.json .ocsf.json (repeatable).")
+@click.option("--live", is_flag=True, help="Collect from AWS now (into a throw-away snapshot) instead of reading --db.")
+@queries_option
+@aws_options
+@click.pass_context
+def check_command(ctx, control_ids, severity, fmt, exports, live, query_dirs, aws: AwsOptions):
+    """Run controls (all, or those named) and report ok/alarm/info/skip/error.
+
+    Exit code: 0 when all pass, 1 when any row is alarm, 2 when any is error.
+    """
+    from .controls import exit_code, load_controls, run_controls, select_controls
+    from .report import MACHINE_FORMATS, export_format, summary_line, write_report
+
+    controls = select_controls(load_controls(query_dirs), control_ids, severity)
+    export_formats = [(path, export_format(path)) for path in exports]
+    if live:
+        with tempfile.TemporaryDirectory(prefix="bedrock-sql-live-") as folder:
+            db = Path(folder) / "live.db"
+            scope = resolve_scope(aws)
+            _collect_with_progress(scope, db, aws.max_workers, quiet=fmt in MACHINE_FORMATS)
+            with snapshot_connection(db) as connection:
+                findings = run_controls(connection, controls)
+    else:
+        with snapshot_connection(ctx.obj["db"]) as connection:
+            findings = run_controls(connection, controls)
+
+    write_report(findings, controls, fmt, sys.stdout, colour=sys.stdout.isatty())
+    for path, export_fmt in export_formats:
+        try:
+            with open(path, "w", encoding="utf-8", newline="") as handle:
+                write_report(findings, controls, export_fmt, handle)
+        except OSError as exc:
+            raise UserError(f"--export {path}: {exc.strerror}") from None
+    click.echo(summary_line(findings), err=fmt in MACHINE_FORMATS)
+    ctx.exit(exit_code(findings))
 
 
 # --- demo -----------------------------------------------------------------------------

@@ -13,11 +13,14 @@ from typing import TextIO
 
 from .aws import AwsOptions, resolve_scope
 from .errors import UserError
+from .controls import STATUSES, load_controls, run_controls
 from .render import render
+from .report import control_summary_rows, summary_line, write_report
 from .snapshot import collect
 from .sql import run_query, snapshot_connection
 
 DEMO_REGIONS = ("us-east-1", "eu-west-1")
+SEED_RULE = "bedrock_custom_model_encrypted_with_cmk"
 
 FIRST_LOOK = """
 SELECT m.region, m.model_name,
@@ -86,6 +89,14 @@ def run_demo(db: Path, out: TextIO) -> int:
     with snapshot_connection(db) as connection:
         query = run_query(connection, FIRST_LOOK)
         render(query.columns, query.rows, "table", out)
+        controls = load_controls()
+        findings = run_controls(connection, controls)
+    seed_rule = [c for c in controls if c.id == SEED_RULE]
+    out.write("\n`bedrock-sql check " + SEED_RULE + "`:\n\n")
+    write_report([f for f in findings if f.control.id == SEED_RULE], seed_rule, "table", out)
+    out.write("Every bundled control (`bedrock-sql check`):\n")
+    render(["control", "severity", *STATUSES], control_summary_rows(findings, controls), "table", out)
+    out.write(summary_line(findings) + "\n")
     out.write(
         f"\nExplore it yourself:\n  bedrock-sql --db {db} query "
         "\"SELECT model_name, region FROM aws_bedrock_custom_model WHERE model_kms_key_arn IS NULL\"\n"

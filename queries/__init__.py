@@ -1,0 +1,1 @@
+"""The bundled controls: one SQL file per control (see README, "Controls")."""

@@ -1,0 +1,429 @@
+"""Findings as audit formats: AWS Security Finding Format (ASFF) and OCSF.
+
+* :func:`to_asff` gives one dict per finding that AWS Security Hub's ``BatchImportFindings``
+  accepts as is, through the account's own ``default`` product
+  (``arn:<partition>:securityhub:<region>:<account>:product/<account>/default``). Security Hub
+  only takes such findings from the account they belong to: import each account's findings
+  with that account's credentials, in the finding's region, at most 100 per call.
+* :func:`to_ocsf` gives one OCSF Compliance Finding event (class 2003) per finding, built
+  with py-ocsf-models and dumped to plain JSON-ready dicts.
+
+Both give a finding the same id, stable across runs: it depends only on the control, the
+account, the region and the resource, so a re-import updates the earlier finding instead of
+adding a duplicate.
+"""
+
+from __future__ import annotations
+
+import base64
+import hashlib
+import re
+from datetime import datetime, timezone
+from typing import Any, Optional, Sequence
+
+from py_ocsf_models import OCSF_VERSION
+from py_ocsf_models.events.findings.activity_id import ActivityID
+from py_ocsf_models.events.findings.compliance_finding import ComplianceFinding
+from py_ocsf_models.events.findings.compliance_finding_type_id import ComplianceFindingTypeID
+from py_ocsf_models.events.findings.severity_id import SeverityID
+from py_ocsf_models.events.findings.status_id import StatusID
+from py_ocsf_models.objects.account import Account, TypeID as AccountTypeID
+from py_ocsf_models.objects.analytic import Analytic
+from py_ocsf_models.objects.check import Check
+from py_ocsf_models.objects.cloud import Cloud
+from py_ocsf_models.objects.compliance import Compliance
+from py_ocsf_models.objects.compliance_status import StatusID as ComplianceStatusID
+from py_ocsf_models.objects.finding_info import FindingInformation
+from py_ocsf_models.objects.metadata import Metadata
+from py_ocsf_models.objects.product import Product
+from py_ocsf_models.objects.remediation import Remediation
+from py_ocsf_models.objects.resource_details import ResourceDetails
+
+from . import __version__
+from .controls import Finding
+
+PRODUCT_NAME = "bedrock-sql"
+ASFF_SCHEMA_VERSION = "2018-10-08"
+FINDING_TYPES = ("Software and Configuration Checks/AWS Security Best Practices",)
+
+# --- mappings ------------------------------------------------------------------------
+
+#: finding status -> ASFF Compliance.Status
+ASFF_COMPLIANCE = {
+    "ok": "PASSED",
+    "alarm": "FAILED",
+    "info": "WARNING",  # "some information is missing": e.g. a key in another account
+    "skip": "NOT_AVAILABLE",  # not applicable
+    "error": "NOT_AVAILABLE",  # "could not be performed due to ... an API error"
+}
+#: control severity -> ASFF Severity.Label
+ASFF_SEVERITY = {
+    "critical": "CRITICAL",
+    "high": "HIGH",
+    "medium": "MEDIUM",
+    "low": "LOW",
+    "info": "INFORMATIONAL",
+}
+#: control severity -> OCSF severity_id
+OCSF_SEVERITY = {
+    "critical": SeverityID.Critical,
+    "high": SeverityID.High,
+    "medium": SeverityID.Medium,
+    "low": SeverityID.Low,
+    "info": SeverityID.Informational,
+}
+#: finding status -> OCSF compliance status_id and its caption
+OCSF_COMPLIANCE = {
+    "ok": (ComplianceStatusID.Pass, "Pass"),
+    "alarm": (ComplianceStatusID.Fail, "Fail"),
+    "info": (ComplianceStatusID.Warning, "Warning"),
+    # Other: "not mapped, see the status attribute" - which says Skip or Error.
+    "skip": (ComplianceStatusID.Other, "Skip"),
+    "error": (ComplianceStatusID.Other, "Error"),
+}
+
+#: (ARN service, resource type) -> (ASFF Resources[].Type, readable type used in OCSF and
+#: in ASFF Details.Other). ASFF has no Bedrock resource types: those are "Other".
+RESOURCE_TYPES = {
+    ("bedrock", "custom-model"): ("Other", "AWS::Bedrock::CustomModel"),
+    ("bedrock", "model-customization-job"): ("Other", "AWS::Bedrock::ModelCustomizationJob"),
+    ("bedrock", "imported-model"): ("Other", "AWS::Bedrock::ImportedModel"),
+    ("bedrock", "provisioned-model"): ("Other", "AWS::Bedrock::ProvisionedModelThroughput"),
+    ("kms", "key"): ("AwsKmsKey", "AWS::KMS::Key"),
+    ("kms", "alias"): ("Other", "AWS::KMS::Alias"),
+    ("iam", "role"): ("AwsIamRole", "AWS::IAM::Role"),
+    ("s3", ""): ("AwsS3Bucket", "AWS::S3::Bucket"),
+}
+ACCOUNT_RESOURCE_TYPE = ("AwsAccount", "AWS::Account")
+
+# ASFF limits (Security Hub API reference; botocore only checks shapes, not these).
+_TITLE_MAX = 256
+_DESCRIPTION_MAX = 1024
+_RECOMMENDATION_MAX = 512
+_PRODUCT_FIELD_KEY_MAX = 128
+_PRODUCT_FIELD_VALUE_MAX = 2048
+# Security Hub allows 50 ProductFields and adds a few "aws/securityhub/..." keys itself.
+_PRODUCT_FIELDS_MAX = 45
+_ASFF_PARTITIONS = ("aws", "aws-cn", "aws-us-gov")
+
+_ARN = re.compile(r"^arn:(?P<partition>[^:]+):(?P<service>[^:]*):(?P<region>[^:]*):(?P<account>[^:]*):(?P<resource>.+)$")
+_ACCOUNT_REGION = re.compile(r"^\d{12}(/[a-z0-9-]+)?$")
+
+
+# --- shared helpers --------------------------------------------------------------------
+
+
+def finding_uid(finding: Finding) -> str:
+    """The finding's id, stable across runs: control + account + region + resource."""
+    key = f"{finding.account_id}|{finding.region}|{finding.resource}"
+    return f"{PRODUCT_NAME}/{finding.control.id}/{hashlib.sha256(key.encode('utf-8')).hexdigest()[:32]}"
+
+
+def partition_for_region(region: str | None) -> str:
+    region = region or ""
+    if region.startswith("cn-"):
+        return "aws-cn"
+    if region.startswith("us-gov-"):
+        return "aws-us-gov"
+    return "aws"
+
+
+def _utc(moment: datetime) -> datetime:
+    """Naive datetimes are taken as UTC."""
+    if moment.tzinfo is None:
+        return moment.replace(tzinfo=timezone.utc)
+    return moment.astimezone(timezone.utc)
+
+
+def _iso(moment: datetime) -> str:
+    moment = _utc(moment)
+    return moment.strftime("%Y-%m-%dT%H:%M:%S.") + f"{moment.microsecond // 1000:03d}Z"
+
+
+def _epoch_ms(moment: datetime) -> int:
+    return int(_utc(moment).timestamp() * 1000)
+
+
+def _clip(text: str, limit: int) -> str:
+    return text if len(text) <= limit else text[: limit - 1] + "\u2026"
+
+
+def _blank(value: Any) -> bool:
+    return value is None or (isinstance(value, str) and not value.strip())
+
+
+def _plain(value: Any) -> Any:
+    """A dimension value as JSON: bytes (SQLite BLOBs) become base64 text."""
+    if isinstance(value, (bytes, bytearray, memoryview)):
+        return base64.b64encode(bytes(value)).decode("ascii")
+    return value
+
+
+class _Resource:
+    """What an ARN (or account/region string) says about the resource it names."""
+
+    def __init__(self, finding: Finding):
+        self.uid = str(finding.resource) if not _blank(finding.resource) else f"{finding.account_id}/{finding.region}"
+        self.region = finding.region
+        self.partition = partition_for_region(finding.region)
+        self.name: str | None = None
+        self.asff_type, self.type = "Other", None
+        match = _ARN.match(self.uid)
+        if match:
+            self.partition = match["partition"]
+            self.region = match["region"] or finding.region
+            service, resource = match["service"], match["resource"]
+            if service == "s3":  # arn:aws:s3:::bucket[/key]
+                kind, name = "", resource
+            else:
+                kind, name = _split_resource(resource)
+            self.name = name or None
+            self.asff_type, self.type = RESOURCE_TYPES.get(
+                (service, kind), ("Other", f"AWS::{service}::{kind}" if kind else f"AWS::{service}")
+            )
+        elif _ACCOUNT_REGION.match(self.uid):
+            self.asff_type, self.type = ACCOUNT_RESOURCE_TYPE
+
+
+def _split_resource(resource: str) -> tuple[str, str]:
+    """ "custom-model/a:b/c" -> ("custom-model", "a:b/c"); "thing" -> ("thing", "")."""
+    kind, _, name = re.split(r"([/:])", resource, maxsplit=1) + ["", ""] if re.search(r"[/:]", resource) else (resource, "", "")
+    return kind, name
+
+
+def _check_identity(finding: Finding) -> None:
+    if _blank(finding.account_id) or _blank(finding.region):
+        raise ValueError(
+            f"finding of control {finding.control.id} for {finding.resource!r} has no "
+            "account_id or region; it cannot be expressed as a cloud finding"
+        )
+
+
+# --- ASFF ------------------------------------------------------------------------------
+
+
+def to_asff(
+    findings: Sequence[Finding],
+    *,
+    generated_at: datetime,
+    first_observed_at: datetime | None = None,
+) -> list[dict]:
+    """One AWS Security Finding Format dict per finding, ready for ``BatchImportFindings``.
+
+    ``generated_at`` is this run (UpdatedAt, LastObservedAt); ``first_observed_at``, when
+    known, is when the finding was first seen (CreatedAt, FirstObservedAt), else this run.
+    Naive datetimes are taken as UTC. A finding without account_id or region raises
+    :class:`ValueError` (Security Hub needs both to route it).
+    """
+    now = _iso(generated_at)
+    first = _iso(first_observed_at) if first_observed_at is not None else now
+    if first_observed_at is not None and _utc(first_observed_at) > _utc(generated_at):
+        raise ValueError("first_observed_at is later than generated_at")
+    return [_asff_one(f, now, first) for f in findings]
+
+
+def _asff_one(finding: Finding, now: str, first: str) -> dict:
+    _check_identity(finding)
+    control = finding.control
+    account, region = str(finding.account_id), str(finding.region)
+    partition = partition_for_region(region)
+    compliance = ASFF_COMPLIANCE[finding.status]
+    severity = ASFF_SEVERITY[control.severity]
+    resource = _Resource(finding)
+
+    asff_resource: dict[str, Any] = {
+        "Type": resource.asff_type,
+        "Id": resource.uid,
+        "Partition": resource.partition if resource.partition in _ASFF_PARTITIONS else partition,
+        "Region": resource.region or region,
+    }
+    if resource.asff_type in ("Other", "AwsAccount") and resource.type:
+        asff_resource["Details"] = {"Other": {"Type": resource.type}}
+
+    description = finding.reason if not _blank(finding.reason) else control.description or control.title
+    result: dict[str, Any] = {
+        "SchemaVersion": ASFF_SCHEMA_VERSION,
+        "Id": finding_uid(finding),
+        "ProductArn": f"arn:{partition}:securityhub:{region}:{account}:product/{account}/default",
+        "ProductName": PRODUCT_NAME,
+        "CompanyName": PRODUCT_NAME,
+        "GeneratorId": f"{PRODUCT_NAME}/{control.id}",
+        "AwsAccountId": account,
+        "Region": region,
+        "Types": list(FINDING_TYPES),
+        "CreatedAt": first,
+        "UpdatedAt": now,
+        "FirstObservedAt": first,
+        "LastObservedAt": now,
+        "Severity": {"Label": severity, "Original": control.severity},
+        "FindingProviderFields": {
+            "Severity": {"Label": severity, "Original": control.severity},
+            "Types": list(FINDING_TYPES),
+        },
+        "Title": _clip(control.title, _TITLE_MAX),
+        "Description": _clip(description, _DESCRIPTION_MAX),
+        "Resources": [asff_resource],
+        "Compliance": {"Status": compliance},
+        # Security Hub itself resolves PASSED findings and reopens them (NEW) when they
+        # stop passing; after creation only BatchUpdateFindings changes the workflow.
+        "Workflow": {"Status": "RESOLVED" if compliance == "PASSED" else "NEW"},
+        "RecordState": "ACTIVE",
+        "ProductFields": _product_fields(finding),
+    }
+    if not _blank(control.remediation):
+        recommendation: dict[str, str] = {"Text": _clip(control.remediation, _RECOMMENDATION_MAX)}
+        if control.references:
+            recommendation["Url"] = control.references[0]
+        result["Remediation"] = {"Recommendation": recommendation}
+    elif control.references:
+        result["SourceUrl"] = control.references[0]
+    return result
+
+
+def _product_fields(finding: Finding) -> dict[str, str]:
+    fields = {
+        f"{PRODUCT_NAME}/ControlId": finding.control.id,
+        f"{PRODUCT_NAME}/Status": finding.status,
+        f"{PRODUCT_NAME}/ToolVersion": __version__,
+    }
+    for name, value in finding.dimensions.items():
+        if len(fields) >= _PRODUCT_FIELDS_MAX:
+            break
+        if isinstance(value, bool):
+            value = str(int(value))
+        elif isinstance(value, (int, float)):
+            value = str(value)
+        elif not isinstance(value, str):
+            continue  # None, BLOBs: not meaningful as text
+        key = _clip(f"{PRODUCT_NAME}/{name}", _PRODUCT_FIELD_KEY_MAX)
+        if _blank(value) or _blank(name) or key in fields:
+            continue
+        fields[key] = _clip(value, _PRODUCT_FIELD_VALUE_MAX)
+    return fields
+
+
+# --- OCSF ------------------------------------------------------------------------------
+
+
+class _OcsfCompliance(Compliance):
+    """OCSF 1.5 ``compliance`` with its status caption/code/detail (absent from the model)."""
+
+    status: Optional[str] = None
+    status_code: Optional[str] = None
+    status_detail: Optional[str] = None
+
+
+class _CloudComplianceFinding(ComplianceFinding):
+    """Compliance Finding with the OCSF ``cloud`` profile (``cloud`` is absent from the model)."""
+
+    cloud: Cloud
+
+
+def to_ocsf(
+    findings: Sequence[Finding],
+    *,
+    generated_at: datetime,
+    first_observed_at: datetime | None = None,
+) -> list[dict]:
+    """One OCSF Compliance Finding (class_uid 2003) event per finding, as JSON-ready dicts.
+
+    Times are epoch milliseconds (with ``*_dt`` ISO twins, the datetime profile); the
+    ``cloud`` profile carries provider, account and region.
+    """
+    return [_ocsf_one(f, generated_at, first_observed_at or generated_at) for f in findings]
+
+
+def _ocsf_one(finding: Finding, generated_at: datetime, first_seen: datetime) -> dict:
+    _check_identity(finding)
+    control = finding.control
+    now, first = _utc(generated_at), _utc(first_seen)
+    compliance_id, compliance_caption = OCSF_COMPLIANCE[finding.status]
+    severity_id = OCSF_SEVERITY[control.severity]
+    resource = _Resource(finding)
+    account, region = str(finding.account_id), str(finding.region)
+    reason = finding.reason if not _blank(finding.reason) else control.description or control.title
+
+    event = _CloudComplianceFinding(
+        activity_id=ActivityID.Create,
+        activity_name=ActivityID.Create.name,
+        category_name="Findings",
+        class_name="Compliance Finding",
+        type_uid=ComplianceFindingTypeID.Create,
+        type_name="Compliance Finding: Create",
+        severity_id=severity_id,
+        severity=severity_id.name,
+        status_id=StatusID.New,
+        status=StatusID.New.name,
+        status_code=finding.status,
+        status_detail=reason,
+        message=reason,
+        time=_epoch_ms(now),
+        time_dt=now,
+        metadata=Metadata(
+            product=Product(name=PRODUCT_NAME, vendor_name=PRODUCT_NAME, version=__version__),
+            version=OCSF_VERSION,
+            event_code=control.id,
+            profiles=["cloud", "datetime"],
+        ),
+        finding_info=FindingInformation(
+            uid=finding_uid(finding),
+            title=control.title,
+            desc=reason,
+            types=list(FINDING_TYPES),
+            created_time=_epoch_ms(first),
+            created_time_dt=first,
+            first_seen_time=_epoch_ms(first),
+            first_seen_time_dt=first,
+            last_seen_time=_epoch_ms(now),
+            last_seen_time_dt=now,
+            analytic=Analytic(
+                uid=control.id, name=control.title, desc=control.description, type="Rule", type_id=1
+            ),
+        ),
+        compliance=_OcsfCompliance(
+            control=control.id,
+            desc=control.description,
+            standards=[PRODUCT_NAME],
+            status_id=compliance_id,
+            status=compliance_caption,
+            status_code=finding.status,
+            status_detail=reason,
+            checks=[
+                Check(
+                    uid=control.id,
+                    name=control.title,
+                    desc=control.description,
+                    severity=control.severity,
+                    severity_id=severity_id,
+                    status=compliance_caption,
+                    status_id=compliance_id,
+                    standards=[PRODUCT_NAME],
+                )
+            ],
+        ),
+        resources=[
+            ResourceDetails(
+                uid=resource.uid,
+                name=resource.name,
+                type=resource.type or "Other",
+                region=resource.region or region,
+                cloud_partition=resource.partition,
+            )
+        ],
+        cloud=Cloud(
+            provider="AWS",
+            region=region,
+            account=Account(name=account, uid=account, type="AWS Account", type_id=AccountTypeID.AWS_Account),
+        ),
+        remediation=(
+            Remediation(desc=control.remediation, references=list(control.references) or None)
+            if not _blank(control.remediation)
+            else None
+        ),
+        unmapped={
+            "control_id": control.id,
+            "control_source": control.source,
+            "dimensions": {name: _plain(value) for name, value in finding.dimensions.items()},
+        },
+    )
+    return event.model_dump(exclude_none=True, mode="json")

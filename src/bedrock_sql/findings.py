@@ -166,7 +166,11 @@ class _Resource:
         self.uid = str(finding.resource) if not _blank(finding.resource) else f"{finding.account_id}/{finding.region}"
         self.region = finding.region
         self.partition = partition_for_region(finding.region)
-        self.name: str | None = None
+        self.name: str | None = next(
+            (finding.dimensions[k] for k in ("model_name", "job_name", "name")
+             if isinstance(finding.dimensions.get(k), str) and finding.dimensions[k].strip()),
+            None,
+        )
         self.asff_type, self.type = "Other", None
         match = _ARN.match(self.uid)
         if match:
@@ -177,7 +181,7 @@ class _Resource:
                 kind, name = "", resource
             else:
                 kind, name = _split_resource(resource)
-            self.name = name or None
+            self.name = self.name or name or None
             self.asff_type, self.type = RESOURCE_TYPES.get(
                 (service, kind), ("Other", f"AWS::{service}::{kind}" if kind else f"AWS::{service}")
             )
@@ -187,8 +191,8 @@ class _Resource:
 
 def _split_resource(resource: str) -> tuple[str, str]:
     """ "custom-model/a:b/c" -> ("custom-model", "a:b/c"); "thing" -> ("thing", "")."""
-    kind, _, name = re.split(r"([/:])", resource, maxsplit=1) + ["", ""] if re.search(r"[/:]", resource) else (resource, "", "")
-    return kind, name
+    match = re.match(r"^([^/:]*)[/:](.*)$", resource)
+    return (match[1], match[2]) if match else (resource, "")
 
 
 def _check_identity(finding: Finding) -> None:
@@ -316,6 +320,8 @@ class _OcsfCompliance(Compliance):
 class _CloudComplianceFinding(ComplianceFinding):
     """Compliance Finding with the OCSF ``cloud`` profile (``cloud`` is absent from the model)."""
 
+    # Re-declared so pydantic serializes the subclass's extra fields too.
+    compliance: _OcsfCompliance
     cloud: Cloud
 
 

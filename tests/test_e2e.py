@@ -14,6 +14,7 @@ import io
 import json
 import os
 import signal
+import socket
 import sqlite3
 import stat
 import subprocess
@@ -291,7 +292,7 @@ def test_killed_collect_leaves_previous_snapshot_whole(
             text=True,
         )
         try:
-            expected_partial = tmp_path / f".bedrock.db.{os.uname().nodename}.{process.pid}.partial"
+            expected_partial = tmp_path / f".bedrock.db.{socket.gethostname()}.{process.pid}.partial"
             wait_for(lambda: expected_partial.exists() or process.poll() is not None, 30, "the partial file")
             assert stall.reached.wait(30), "the collect never got to its 11th GetCustomModel"
             # The collect is mid-way (10 models fetched, the rest held) and writing its partial.

@@ -481,3 +481,33 @@ def test_ocsf_without_remediation():
 def test_empty_input():
     assert to_asff([], generated_at=GENERATED_AT) == []
     assert to_ocsf([], generated_at=GENERATED_AT) == []
+
+
+def test_ocsf_id_tables_agree_with_the_library_enums():
+    from py_ocsf_models.events.findings.severity_id import SeverityID
+    from py_ocsf_models.objects.compliance_status import StatusID as ComplianceStatusID
+
+    from bedrock_sql.findings import OCSF_COMPLIANCE, OCSF_SEVERITY
+
+    assert set(OCSF_SEVERITY) == set(SEVERITIES) and set(OCSF_COMPLIANCE) == set(STATUSES)
+    for number, caption in OCSF_SEVERITY.values():
+        assert SeverityID(number).name == caption
+    for status, (number, caption) in OCSF_COMPLIANCE.items():
+        assert ComplianceStatusID(number).name == (caption if status not in ("skip", "error") else "Other")
+
+
+def test_module_import_does_not_load_pydantic():
+    import subprocess
+    import sys
+
+    code = "import sys, bedrock_sql.findings; print('py_ocsf_models' in sys.modules, 'pydantic' in sys.modules)"
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout
+    assert out.split() == ["False", "False"]
+
+
+def test_asff_references_without_remediation_become_the_source_url():
+    control = make_control(remediation="")
+    (item,) = to_asff([Finding(control, MODEL_ARN, "alarm", "x.", ACCOUNT, REGION)], generated_at=GENERATED_AT)
+    assert "Remediation" not in item
+    assert item["SourceUrl"] == control.references[0]
+    assert asff_problems(item) == []

@@ -15,12 +15,24 @@ from bedrock_sql.estate import (
     DEFAULT_ACCOUNT_ID,
     Estate,
     create_key,
-    seed_demo_estate,
     seed_models,
 )
 from bedrock_sql.providers import TABLES
 from bedrock_sql.providers.base import INTEGER, TEXT, to_sql
-from helpers import ISO_UTC, REGIONS, deny, live, make_live, parse_json, region_of  # noqa: F401
+from helpers import (  # noqa: F401 - fixtures
+    ISO_UTC,
+    REGIONS,
+    World,
+    client_error,
+    demo,
+    deny,
+    live,
+    make_live,
+    parse_json,
+    region_of,
+    scratch,
+    world,
+)
 
 COMMON = ["account_id", "region", "partition", "title", "akas"]
 
@@ -60,11 +72,6 @@ JSON_OBJECT_COLUMNS = {
     "aws_kms_key": [],  # policy and tags only for customer keys: checked separately
     "aws_kms_alias": [],
 }
-
-
-@pytest.fixture
-def demo(aws: boto3.Session) -> Estate:
-    return seed_demo_estate(aws, regions=REGIONS)
 
 
 # --- the declared schema ------------------------------------------------------------------
@@ -136,13 +143,19 @@ def test_custom_model_rows_match_the_estate(demo: Estate, live) -> None:
     assert sum(r["model_kms_key_arn"] is None for r in rows.values()) == len(demo.by_case("bedrock_owned")) > 0
 
 
-def test_seed_models_exact_key_arn(aws: boto3.Session, live) -> None:
-    key = create_key(aws, "eu-west-1", alias="alias/t")
-    seed_models(aws, "eu-west-1", 2, key_arn=key.arn, prefix="cmk")
-    seed_models(aws, "eu-west-1", 2, prefix="owned")
-    got = dict(live.conn.execute("SELECT model_name, model_kms_key_arn FROM aws_bedrock_custom_model").fetchall())
-    assert got == {"cmk-0000": key.arn, "cmk-0001": key.arn, "owned-0000": None, "owned-0001": None}
-    assert live.calls("ListCustomModels", "us-east-1") == 1  # the empty region was still scanned
+def test_seed_models_exact_key_arn(world: World) -> None:
+    full, empty = next(world.scratch), next(world.scratch)
+    key = create_key(world.session, full, alias="alias/t")
+    seed_models(world.session, full, 2, key_arn=key.arn, prefix="cmk")
+    seed_models(world.session, full, 2, prefix="owned")
+    handle = make_live((full, empty))
+    try:
+        got = dict(handle.conn.execute("SELECT model_name, model_kms_key_arn FROM aws_bedrock_custom_model").fetchall())
+        assert got == {"cmk-0000": key.arn, "cmk-0001": key.arn, "owned-0000": None, "owned-0001": None}
+        assert handle.calls("ListCustomModels", empty) == 1  # the empty region was still scanned
+        assert handle.calls("GetCustomModel", full) == 4
+    finally:
+        handle.close()
 
 
 def test_job_rows_match_the_estate(demo: Estate, live) -> None:
@@ -229,31 +242,50 @@ def test_kms_key_rows_and_calls(demo: Estate, live) -> None:
         assert live.calls("ListKeys", region) == 1
 
 
-def test_aws_managed_keys_make_no_detail_calls(aws: boto3.Session, live) -> None:
+def test_aws_managed_keys_make_no_detail_calls(world: World, scratch: str) -> None:
     for i in range(3):
-        create_key(aws, "us-east-1", manager="AWS", alias=f"alias/aws/managed{i}")
-    rows = live.rows("SELECT key_manager, key_rotation_enabled, policy, tags FROM aws_kms_key")
-    assert len(rows) == 3 and {r["key_manager"] for r in rows} == {"AWS"}
-    assert live.calls("DescribeKey") == 3
-    for operation in ("GetKeyRotationStatus", "GetKeyPolicy", "ListResourceTags"):
-        assert live.calls(operation) == 0, operation
-    assert live.calls("ListAliases", "us-east-1") == 1 and live.calls("ListAliases", "eu-west-1") == 1
+        create_key(world.session, scratch, manager="AWS", alias=f"alias/aws/managed{i}")
+    handle = make_live((scratch,))
+    try:
+        rows = handle.rows("SELECT key_manager, key_rotation_enabled, policy, tags FROM aws_kms_key")
+        assert len(rows) == 3 and {r["key_manager"] for r in rows} == {"AWS"}
+        assert all(r["key_rotation_enabled"] is None and r["policy"] is None and r["tags"] is None for r in rows)
+        assert handle.calls("DescribeKey") == 3
+        for operation in ("GetKeyRotationStatus", "GetKeyPolicy", "ListResourceTags"):
+            assert handle.calls(operation) == 0, operation
+        assert handle.calls("ListAliases") == 1
+    finally:
+        handle.close()
 
 
-def test_many_keys_list_aliases_once_per_region(aws: boto3.Session, live) -> None:
+def test_many_keys_list_aliases_once_per_region(world: World) -> None:
+    first, second = next(world.scratch), next(world.scratch)
     for i in range(6):
-        create_key(aws, "eu-west-1", alias=f"alias/k{i}", rotation=i % 2 == 0)
-    rows = live.rows("SELECT title, aliases, key_rotation_enabled FROM aws_kms_key ORDER BY title")
-    assert [r["title"] for r in rows] == [f"alias/k{i}" for i in range(6)]
-    assert [r["key_rotation_enabled"] for r in rows] == [1, 0, 1, 0, 1, 0]
-    assert live.calls("ListAliases") == len(REGIONS)
-    assert live.calls("GetKeyRotationStatus") == 6
+        create_key(world.session, first, alias=f"alias/k{i}", rotation=i % 2 == 0)
+    create_key(world.session, second, alias="alias/other")
+    handle = make_live((first, second))
+    try:
+        rows = handle.rows("SELECT title, aliases, key_rotation_enabled FROM aws_kms_key WHERE region = ? ORDER BY title", (first,))
+        assert [r["title"] for r in rows] == [f"alias/k{i}" for i in range(6)]
+        assert [parse_json(r["aliases"]) for r in rows] == [[f"alias/k{i}"] for i in range(6)]
+        assert [r["key_rotation_enabled"] for r in rows] == [1, 0, 1, 0, 1, 0]
+        assert handle.calls("ListAliases", first) == 1 and handle.calls("ListAliases", second) == 0
+        assert handle.calls("GetKeyRotationStatus") == 6
+        handle.reset_calls()
+        assert len(handle.rows("SELECT id FROM aws_kms_key")) == 7
+        assert handle.calls("ListAliases", first) == 1 and handle.calls("ListAliases", second) == 1
+    finally:
+        handle.close()
 
 
-def test_key_without_alias_is_titled_by_id(aws: boto3.Session, live) -> None:
-    key = create_key(aws, "us-east-1")
-    row = live.rows("SELECT id, title, aliases FROM aws_kms_key")[0]
-    assert row == {"id": key.key_id, "title": key.key_id, "aliases": "[]"}
+def test_key_without_alias_is_titled_by_id(world: World, scratch: str) -> None:
+    key = create_key(world.session, scratch)
+    handle = make_live((scratch,))
+    try:
+        row = handle.rows("SELECT id, title, aliases FROM aws_kms_key")[0]
+        assert row == {"id": key.key_id, "title": key.key_id, "aliases": "[]"}
+    finally:
+        handle.close()
 
 
 def test_alias_rows(demo: Estate, live) -> None:
@@ -274,7 +306,7 @@ def test_alias_rows(demo: Estate, live) -> None:
 # --- failures cost only what they must ----------------------------------------------------
 
 
-def test_get_custom_model_denied_keeps_the_listed_row(demo: Estate, aws: boto3.Session) -> None:
+def test_get_custom_model_denied_keeps_the_listed_row(demo: Estate) -> None:
     victim = demo.model("support-chat-v3")  # a CMK model in us-east-1
     handle = make_live()
     try:
@@ -311,7 +343,7 @@ def test_get_custom_model_denied_keeps_the_listed_row(demo: Estate, aws: boto3.S
         handle.close()
 
 
-def test_tags_denied_keeps_the_model_details(demo: Estate, aws: boto3.Session) -> None:
+def test_tags_denied_keeps_the_model_details(demo: Estate) -> None:
     victim = demo.model("claims-summarizer-v2")
     handle = make_live()
     try:
@@ -325,7 +357,7 @@ def test_tags_denied_keeps_the_model_details(demo: Estate, aws: boto3.Session) -
         handle.close()
 
 
-def test_list_custom_models_denied_in_one_region(demo: Estate, aws: boto3.Session) -> None:
+def test_list_custom_models_denied_in_one_region(demo: Estate) -> None:
     handle = make_live()
     try:
         deny(handle.scope, "bedrock", "ListCustomModels", when=lambda p, ctx: region_of(ctx) == "eu-west-1")
@@ -344,7 +376,7 @@ def test_list_custom_models_denied_in_one_region(demo: Estate, aws: boto3.Sessio
         handle.close()
 
 
-def test_describe_key_denied_keeps_the_listed_key(demo: Estate, aws: boto3.Session) -> None:
+def test_describe_key_denied_keeps_the_listed_key(demo: Estate) -> None:
     victim = demo.key(CMK, "eu-west-1")
     handle = make_live()
     try:
@@ -360,7 +392,7 @@ def test_describe_key_denied_keeps_the_listed_key(demo: Estate, aws: boto3.Sessi
         handle.close()
 
 
-def test_throttling_is_retried_not_recorded(demo: Estate, aws: boto3.Session, monkeypatch) -> None:
+def test_throttling_is_retried_not_recorded(demo: Estate, monkeypatch) -> None:
     monkeypatch.setattr("bedrock_sql.aws.backoff_delay", lambda attempt: 0.0)
     handle = make_live()
     try:
@@ -369,8 +401,6 @@ def test_throttling_is_retried_not_recorded(demo: Estate, aws: boto3.Session, mo
         def flaky(params, context=None, **_):
             state["n"] += 1
             if state["n"] <= 3:
-                from helpers import client_error
-
                 raise client_error("ThrottlingException", "GetCustomModel", "Rate exceeded")
 
         handle.scope.accounts[0].session.events.register("provide-client-params.bedrock.GetCustomModel", flaky)

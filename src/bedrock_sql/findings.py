@@ -16,28 +16,12 @@ adding a duplicate.
 from __future__ import annotations
 
 import base64
+import functools
 import hashlib
 import re
 from datetime import datetime, timezone
+from types import SimpleNamespace
 from typing import Any, Optional, Sequence
-
-from py_ocsf_models import OCSF_VERSION
-from py_ocsf_models.events.findings.activity_id import ActivityID
-from py_ocsf_models.events.findings.compliance_finding import ComplianceFinding
-from py_ocsf_models.events.findings.compliance_finding_type_id import ComplianceFindingTypeID
-from py_ocsf_models.events.findings.severity_id import SeverityID
-from py_ocsf_models.events.findings.status_id import StatusID
-from py_ocsf_models.objects.account import Account, TypeID as AccountTypeID
-from py_ocsf_models.objects.analytic import Analytic
-from py_ocsf_models.objects.check import Check
-from py_ocsf_models.objects.cloud import Cloud
-from py_ocsf_models.objects.compliance import Compliance
-from py_ocsf_models.objects.compliance_status import StatusID as ComplianceStatusID
-from py_ocsf_models.objects.finding_info import FindingInformation
-from py_ocsf_models.objects.metadata import Metadata
-from py_ocsf_models.objects.product import Product
-from py_ocsf_models.objects.remediation import Remediation
-from py_ocsf_models.objects.resource_details import ResourceDetails
 
 from . import __version__
 from .controls import Finding
@@ -64,22 +48,23 @@ ASFF_SEVERITY = {
     "low": "LOW",
     "info": "INFORMATIONAL",
 }
-#: control severity -> OCSF severity_id
+#: control severity -> OCSF severity_id and its caption (py_ocsf_models SeverityID)
 OCSF_SEVERITY = {
-    "critical": SeverityID.Critical,
-    "high": SeverityID.High,
-    "medium": SeverityID.Medium,
-    "low": SeverityID.Low,
-    "info": SeverityID.Informational,
+    "critical": (5, "Critical"),
+    "high": (4, "High"),
+    "medium": (3, "Medium"),
+    "low": (2, "Low"),
+    "info": (1, "Informational"),
 }
 #: finding status -> OCSF compliance status_id and its caption
+#: (py_ocsf_models.objects.compliance_status.StatusID)
 OCSF_COMPLIANCE = {
-    "ok": (ComplianceStatusID.Pass, "Pass"),
-    "alarm": (ComplianceStatusID.Fail, "Fail"),
-    "info": (ComplianceStatusID.Warning, "Warning"),
+    "ok": (1, "Pass"),
+    "alarm": (3, "Fail"),
+    "info": (2, "Warning"),  # "did not yield a result due to missing information"
     # Other: "not mapped, see the status attribute" - which says Skip or Error.
-    "skip": (ComplianceStatusID.Other, "Skip"),
-    "error": (ComplianceStatusID.Other, "Error"),
+    "skip": (99, "Skip"),
+    "error": (99, "Error"),
 }
 
 #: (ARN service, resource type) -> (ASFF Resources[].Type, readable type used in OCSF and
@@ -309,20 +294,40 @@ def _product_fields(finding: Finding) -> dict[str, str]:
 # --- OCSF ------------------------------------------------------------------------------
 
 
-class _OcsfCompliance(Compliance):
-    """OCSF 1.5 ``compliance`` with its status caption/code/detail (absent from the model)."""
+@functools.lru_cache(maxsize=1)
+def _ocsf() -> SimpleNamespace:
+    """py-ocsf-models (pydantic) is imported on first use: ASFF and the CLI need not pay."""
+    from py_ocsf_models import OCSF_VERSION
+    from py_ocsf_models.events.findings.activity_id import ActivityID
+    from py_ocsf_models.events.findings.compliance_finding import ComplianceFinding
+    from py_ocsf_models.events.findings.compliance_finding_type_id import ComplianceFindingTypeID
+    from py_ocsf_models.events.findings.status_id import StatusID
+    from py_ocsf_models.objects.account import Account, TypeID as AccountTypeID
+    from py_ocsf_models.objects.analytic import Analytic
+    from py_ocsf_models.objects.check import Check
+    from py_ocsf_models.objects.cloud import Cloud
+    from py_ocsf_models.objects.compliance import Compliance
+    from py_ocsf_models.objects.finding_info import FindingInformation
+    from py_ocsf_models.objects.metadata import Metadata
+    from py_ocsf_models.objects.product import Product
+    from py_ocsf_models.objects.remediation import Remediation
+    from py_ocsf_models.objects.resource_details import ResourceDetails
 
-    status: Optional[str] = None
-    status_code: Optional[str] = None
-    status_detail: Optional[str] = None
+    class OcsfCompliance(Compliance):
+        """OCSF 1.5 ``compliance`` with its status caption/code/detail (absent from the model)."""
 
+        status: Optional[str] = None
+        status_code: Optional[str] = None
+        status_detail: Optional[str] = None
 
-class _CloudComplianceFinding(ComplianceFinding):
-    """Compliance Finding with the OCSF ``cloud`` profile (``cloud`` is absent from the model)."""
+    class CloudComplianceFinding(ComplianceFinding):
+        """Compliance Finding with the OCSF ``cloud`` profile (absent from the model)."""
 
-    # Re-declared so pydantic serializes the subclass's extra fields too.
-    compliance: _OcsfCompliance
-    cloud: Cloud
+        # Re-declared so pydantic serializes the subclass's extra fields too.
+        compliance: OcsfCompliance
+        cloud: Cloud
+
+    return SimpleNamespace(**locals())
 
 
 def to_ocsf(
@@ -341,37 +346,38 @@ def to_ocsf(
 
 def _ocsf_one(finding: Finding, generated_at: datetime, first_seen: datetime) -> dict:
     _check_identity(finding)
+    m = _ocsf()
     control = finding.control
     now, first = _utc(generated_at), _utc(first_seen)
     compliance_id, compliance_caption = OCSF_COMPLIANCE[finding.status]
-    severity_id = OCSF_SEVERITY[control.severity]
+    severity_id, severity_caption = OCSF_SEVERITY[control.severity]
     resource = _Resource(finding)
     account, region = str(finding.account_id), str(finding.region)
     reason = finding.reason if not _blank(finding.reason) else control.description or control.title
 
-    event = _CloudComplianceFinding(
-        activity_id=ActivityID.Create,
-        activity_name=ActivityID.Create.name,
+    event = m.CloudComplianceFinding(
+        activity_id=m.ActivityID.Create,
+        activity_name="Create",
         category_name="Findings",
         class_name="Compliance Finding",
-        type_uid=ComplianceFindingTypeID.Create,
+        type_uid=m.ComplianceFindingTypeID.Create,
         type_name="Compliance Finding: Create",
         severity_id=severity_id,
-        severity=severity_id.name,
-        status_id=StatusID.New,
-        status=StatusID.New.name,
+        severity=severity_caption,
+        status_id=m.StatusID.New,
+        status="New",
         status_code=finding.status,
         status_detail=reason,
         message=reason,
         time=_epoch_ms(now),
         time_dt=now,
-        metadata=Metadata(
-            product=Product(name=PRODUCT_NAME, vendor_name=PRODUCT_NAME, version=__version__),
-            version=OCSF_VERSION,
+        metadata=m.Metadata(
+            product=m.Product(name=PRODUCT_NAME, vendor_name=PRODUCT_NAME, version=__version__),
+            version=m.OCSF_VERSION,
             event_code=control.id,
             profiles=["cloud", "datetime"],
         ),
-        finding_info=FindingInformation(
+        finding_info=m.FindingInformation(
             uid=finding_uid(finding),
             title=control.title,
             desc=reason,
@@ -382,11 +388,11 @@ def _ocsf_one(finding: Finding, generated_at: datetime, first_seen: datetime) ->
             first_seen_time_dt=first,
             last_seen_time=_epoch_ms(now),
             last_seen_time_dt=now,
-            analytic=Analytic(
+            analytic=m.Analytic(
                 uid=control.id, name=control.title, desc=control.description, type="Rule", type_id=1
             ),
         ),
-        compliance=_OcsfCompliance(
+        compliance=m.OcsfCompliance(
             control=control.id,
             desc=control.description,
             standards=[PRODUCT_NAME],
@@ -395,7 +401,7 @@ def _ocsf_one(finding: Finding, generated_at: datetime, first_seen: datetime) ->
             status_code=finding.status,
             status_detail=reason,
             checks=[
-                Check(
+                m.Check(
                     uid=control.id,
                     name=control.title,
                     desc=control.description,
@@ -408,7 +414,7 @@ def _ocsf_one(finding: Finding, generated_at: datetime, first_seen: datetime) ->
             ],
         ),
         resources=[
-            ResourceDetails(
+            m.ResourceDetails(
                 uid=resource.uid,
                 name=resource.name,
                 type=resource.type or "Other",
@@ -416,13 +422,13 @@ def _ocsf_one(finding: Finding, generated_at: datetime, first_seen: datetime) ->
                 cloud_partition=resource.partition,
             )
         ],
-        cloud=Cloud(
+        cloud=m.Cloud(
             provider="AWS",
             region=region,
-            account=Account(name=account, uid=account, type="AWS Account", type_id=AccountTypeID.AWS_Account),
+            account=m.Account(name=account, uid=account, type="AWS Account", type_id=m.AccountTypeID.AWS_Account),
         ),
         remediation=(
-            Remediation(desc=control.remediation, references=list(control.references) or None)
+            m.Remediation(desc=control.remediation, references=list(control.references) or None)
             if not _blank(control.remediation)
             else None
         ),

@@ -20,6 +20,7 @@ model_errors AS (
   SELECT resource, min(operation || ' failed with ' || error_code) AS cause
   FROM bedrock_sql_errors
   WHERE table_name = 'aws_bedrock_custom_model' AND resource IS NOT NULL
+    AND operation <> 'ListTagsForResource'  -- lost tags, not the details the verdict needs
   GROUP BY resource
 ),
 statements AS (  -- every statement of every key policy (Statement may be one object or a list)

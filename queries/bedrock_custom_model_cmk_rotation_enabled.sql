@@ -19,6 +19,7 @@ model_errors AS (
   SELECT resource, min(operation || ' failed with ' || error_code) AS cause
   FROM bedrock_sql_errors
   WHERE table_name = 'aws_bedrock_custom_model' AND resource IS NOT NULL
+    AND operation <> 'ListTagsForResource'  -- lost tags, not the details the verdict needs
   GROUP BY resource
 ),
 key_errors AS (
@@ -76,9 +77,12 @@ SELECT
 FROM models m
 LEFT JOIN model_errors me ON me.resource = m.arn
 LEFT JOIN aws_kms_key k ON k.arn = m.model_kms_key_arn
-LEFT JOIN key_errors ke
+LEFT JOIN key_errors ke  -- at most one per model (else it would be reported twice): the key's own, else the unit's
   ON ke.account_id = m.account_id AND ke.region = m.region
- AND (ke.resource IS NULL OR ke.resource = m.model_kms_key_arn)
+ AND ke.resource IS (SELECT e.resource FROM key_errors e
+                     WHERE e.account_id = m.account_id AND e.region = m.region
+                       AND (e.resource IS NULL OR e.resource = m.model_kms_key_arn)
+                     ORDER BY e.resource IS NULL LIMIT 1)
 
 UNION ALL
 

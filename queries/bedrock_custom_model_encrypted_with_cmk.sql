@@ -21,6 +21,7 @@ model_errors AS (  -- GetCustomModel failed: the model's key is unknown
   SELECT resource, min(operation || ' failed with ' || error_code) AS cause
   FROM bedrock_sql_errors
   WHERE table_name = 'aws_bedrock_custom_model' AND resource IS NOT NULL
+    AND operation <> 'ListTagsForResource'  -- lost tags, not the details the verdict needs
   GROUP BY resource
 ),
 key_listing_errors AS (  -- the keys of a whole account/region could not be listed

@@ -19,6 +19,7 @@ job_errors AS (
   SELECT resource, min(operation || ' failed with ' || error_code) AS cause
   FROM bedrock_sql_errors
   WHERE table_name = 'aws_bedrock_model_customization_job' AND resource IS NOT NULL
+    AND operation <> 'ListTagsForResource'  -- lost tags, not the details the verdict needs
   GROUP BY resource
 ),
 jobs AS (

@@ -330,6 +330,47 @@ def test_killed_collect_leaves_previous_snapshot_whole(
     assert stat.S_IMODE(db.stat().st_mode) == 0o600
 
 
+def test_interrupted_collect_cleans_up_and_leaves_previous_snapshot(
+    server_session: boto3.Session, moto_url: str, tmp_path: Path
+) -> None:
+    env = cli_env(moto_url)
+    db = tmp_path / "bedrock.db"
+    seed_models(server_session, "us-east-1", 3, prefix="first", endpoint_url=moto_url)
+    collect_ok(tmp_path, env, "--region", "us-east-1")
+    bytes_a = sha256(db)
+    seed_models(server_session, "us-east-1", 20, prefix="second", endpoint_url=moto_url)
+
+    stall = StallAfter("GetCustomModel", after=5)
+    with AwsProxy(moto_url, stall) as proxy:
+        process = subprocess.Popen(
+            cli_command("collect", "--region", "us-east-1"),
+            cwd=tmp_path,
+            env=cli_env(proxy.url),
+            stdout=subprocess.PIPE,
+            stderr=subprocess.PIPE,
+            text=True,
+        )
+        try:
+            assert stall.reached.wait(30), "the collect never got to its 6th GetCustomModel"
+            partial = tmp_path / f".bedrock.db.{socket.gethostname()}.{process.pid}.partial"
+            assert process.poll() is None and partial.exists()
+            process.send_signal(signal.SIGINT)  # Ctrl-C
+        finally:
+            # Held calls must come back before the process can exit (see the report on
+            # Ctrl-C during a hung call); let them go now.
+            stall.release.set()
+            try:
+                out, err = process.communicate(timeout=60)
+            finally:
+                if process.poll() is None:
+                    process.kill()
+                    process.wait()
+    assert process.returncode == 130, (process.returncode, err)
+    assert "Traceback" not in err and err.strip().splitlines()[-1].startswith("bedrock-sql: "), err
+    assert partials(tmp_path) == []  # an interrupted collect removes its own partial
+    assert sha256(db) == bytes_a
+
+
 # --------------------------------------------------------------------------- 4. live query
 
 

@@ -75,6 +75,8 @@ def parse_control(text: str, source: str) -> Control:
         elif header:
             last_key = header.group(1).lower()
             meta[last_key] = header.group(2).strip()
+        else:  # any other comment ends the value: only an indented line right after continues it
+            last_key = None
         body_start = number + 1
     sql = "\n".join(lines[body_start:]).strip()
     missing = [k for k in ("id", "title", "severity", "description") if not meta.get(k)]

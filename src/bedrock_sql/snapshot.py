@@ -200,6 +200,23 @@ _READ_ONLY_ACTIONS = {
 }
 
 
+# Pragmas whose argument names what to read (a table, an index), not a value to set:
+# `PRAGMA table_info(t)`, `SELECT * FROM pragma_table_info('t')`.
+_READING_PRAGMAS = frozenset(
+    {
+        "table_info",
+        "table_xinfo",
+        "index_list",
+        "index_info",
+        "index_xinfo",
+        "foreign_key_list",
+        "foreign_key_check",
+        "integrity_check",
+        "quick_check",
+    }
+)
+
+
 def _read_only_authorizer(action, arg1, arg2, database, trigger):
     """Refuse anything but reading, even on temp objects or ATTACHed files.
 
@@ -208,8 +225,8 @@ def _read_only_authorizer(action, arg1, arg2, database, trigger):
     """
     if action in _READ_ONLY_ACTIONS:
         return apsw.SQLITE_OK
-    if action == apsw.SQLITE_PRAGMA and arg2 is None:  # reading a pragma, not setting one
-        return apsw.SQLITE_OK
+    if action == apsw.SQLITE_PRAGMA and (arg2 is None or (arg1 or "").lower() in _READING_PRAGMAS):
+        return apsw.SQLITE_OK  # reading a pragma, not setting one
     if action == apsw.SQLITE_TRANSACTION:
         return apsw.SQLITE_OK
     return apsw.SQLITE_DENY

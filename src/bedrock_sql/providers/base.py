@@ -8,6 +8,7 @@ no per-table plumbing is written twice.
 from __future__ import annotations
 
 import json
+import re
 from dataclasses import dataclass
 from datetime import datetime, timedelta, timezone
 from typing import Any, Callable, Iterator
@@ -62,10 +63,13 @@ class ListFilter:
         """Push ``column >``/``>=``/``<``/``<=`` into an API's after/before parameters.
 
         The bounds are widened by a second so an API that treats them as exclusive cannot
-        drop a row that SQLite's own re-check would keep.
+        drop a row that SQLite's own re-check would keep. SQLite compares the stored text
+        (``2026-11-28T12:00:00Z``), so a value spelled otherwise (a space for ``T``, as
+        ``datetime()`` writes it; an offset; fractions) does not order the way its instant
+        does: only its date does, so such a bound is widened to whole days.
         """
-        lower = lambda v: parse_time(v) - timedelta(seconds=1)  # noqa: E731
-        upper = lambda v: parse_time(v) + timedelta(seconds=1)  # noqa: E731
+        lower = lambda v: _time_bound(v, upper=False) - timedelta(seconds=1)  # noqa: E731
+        upper = lambda v: _time_bound(v, upper=True) + timedelta(seconds=1)  # noqa: E731
         return tuple(
             ListFilter(column, op, after if op[0] == ">" else before, lower if op[0] == ">" else upper)
             for op in (">", ">=", "<", "<=")
@@ -177,6 +181,26 @@ def parse_time(value: Any) -> datetime:
         raise ValueError(f"not a timestamp: {value!r}")
     parsed = datetime.fromisoformat(value.replace("Z", "+00:00"))
     return parsed if parsed.tzinfo else parsed.replace(tzinfo=timezone.utc)
+
+
+# Values that order as text exactly as they order in time against the stored timestamps.
+_TEXT_ORDERED_TIME = re.compile(r"\d{4}-\d{2}-\d{2}(T\d{2}:\d{2}(:\d{2}Z?)?)?")
+_DATE = re.compile(r"\d{4}-\d{2}-\d{2}")
+
+
+def _time_bound(value: Any, *, upper: bool) -> datetime:
+    """The instant an API bound may use for ``value`` without losing a row SQLite keeps.
+
+    Raises ValueError when ``value`` is no timestamp (the filter is then not pushed).
+    """
+    if isinstance(value, str) and _TEXT_ORDERED_TIME.fullmatch(value):
+        return parse_time(value)
+    # If stored text s compares >= (or <=) value, then s's date does the same to value's
+    # first ten characters: bound by that whole day.
+    if not isinstance(value, str) or not _DATE.fullmatch(value[:10]):
+        raise ValueError(f"not a timestamp: {value!r}")
+    day = parse_time(value[:10])
+    return day + timedelta(days=1) if upper else day
 
 
 def iso_utc(value: datetime) -> str:

@@ -24,7 +24,9 @@ def list_keys(api: UnitApi, params: dict):
         if alias.get("TargetKeyId"):
             aliases[alias["TargetKeyId"]].append(alias["AliasName"])
     for key in api.paginate("kms", "list_keys", "Keys", **params):
-        yield {**key, "aliases": sorted(aliases.get(key["KeyId"], []))}
+        # ListKeys names the ARN KeyArn, DescribeKey Arn: give the summary the column's
+        # field, so a key whose DescribeKey fails keeps its arn (and its error its resource).
+        yield {**key, "Arn": key.get("KeyArn"), "aliases": sorted(aliases.get(key["KeyId"], []))}
 
 
 def describe_key(api: UnitApi, key_id: str):

@@ -1,0 +1,376 @@
+"""`bedrock-sql check` and `bedrock-sql controls`, in process, on hand-built snapshots.
+
+Exit codes, control selection, output formats (data on stdout, summary on stderr for
+machine formats), exports by extension, CSV formula neutralization and user controls.
+"""
+
+from __future__ import annotations
+
+import csv
+import io
+import json
+from pathlib import Path
+
+import pytest
+
+from bedrock_sql.cli import main
+from snapshot_builder import ACCOUNT, JOBS, MODELS, SnapshotBuilder
+
+SEED = "bedrock_custom_model_encrypted_with_cmk"
+USABLE = "bedrock_custom_model_cmk_usable"
+ROTATION = "bedrock_custom_model_cmk_rotation_enabled"
+POLICY = "bedrock_custom_model_cmk_policy_not_public"
+JOB_CMK = "bedrock_customization_job_output_encrypted_with_cmk"
+JOB_VPC = "bedrock_customization_job_in_vpc"
+BUNDLED = {SEED, USABLE, ROTATION, POLICY, JOB_CMK, JOB_VPC}
+HIGH = {SEED, USABLE, POLICY, JOB_CMK}
+BASE_COLUMNS = ["control_id", "control_title", "severity", "status", "reason", "resource", "account_id", "region"]
+VPC = {"subnetIds": ["subnet-0a1"], "securityGroupIds": ["sg-01"]}
+
+
+def cli(capsys: pytest.CaptureFixture, *args: str) -> tuple[int, str, str]:
+    """Run `bedrock-sql ARGS` in process: (exit code, stdout, stderr)."""
+    capsys.readouterr()
+    with pytest.raises(SystemExit) as exit_info:
+        main([str(a) for a in args])
+    out, err = capsys.readouterr()
+    return exit_info.value.code, out, err
+
+
+def one_error_line(err: str, *names: str) -> str:
+    lines = err.splitlines()
+    assert len(lines) == 1, f"expected one line on stderr, got {err!r}"
+    assert lines[0].startswith("bedrock-sql: error: "), lines[0]
+    assert "Traceback" not in err
+    for name in names:
+        assert name in lines[0], f"{name!r} not in {lines[0]!r}"
+    return lines[0]
+
+
+def compliant(path: Path) -> SnapshotBuilder:
+    """One model and one job that pass every bundled control."""
+    snap = SnapshotBuilder(path)
+    snap.add_run()
+    key = snap.add_key("alias/bedrock/custom-models")
+    snap.add_model("support-chat-v3", model_kms_key_arn=key["arn"])
+    snap.add_job("support-chat-ft", output_model_kms_key_arn=key["arn"], vpc_config=VPC)
+    return snap
+
+
+@pytest.fixture
+def ok_db(tmp_path: Path) -> Path:
+    return compliant(tmp_path / "ok.db").path
+
+
+@pytest.fixture
+def alarm_db(tmp_path: Path) -> Path:
+    snap = compliant(tmp_path / "alarm.db")
+    snap.add_model("hr-policy-qa-v1")  # Bedrock-owned key
+    return snap.path
+
+
+@pytest.fixture
+def error_db(tmp_path: Path) -> Path:
+    snap = compliant(tmp_path / "error.db")
+    snap.add_model("hr-policy-qa-v1")  # alarm ...
+    snap.add_error(table_name=MODELS, operation="ListCustomModels", region="eu-west-1")  # ... and error
+    return snap.path
+
+
+# --- exit codes ---------------------------------------------------------------------------
+
+
+def test_exit_0_when_everything_passes(capsys, ok_db: Path) -> None:
+    code, out, err = cli(capsys, "--db", ok_db, "check")
+    assert code == 0, out + err
+    assert "Summary: total 6, ok 6, alarm 0, info 0, skip 0, error 0" in out
+    for control_id in BUNDLED:
+        assert control_id in out
+
+
+def test_exit_1_with_an_alarm(capsys, alarm_db: Path) -> None:
+    code, out, _ = cli(capsys, "--db", alarm_db, "check")
+    assert code == 1
+    assert "hr-policy-qa-v1" in out and "ALARM" in out
+
+
+def test_exit_2_with_an_error_even_with_alarms(capsys, error_db: Path) -> None:
+    code, out, _ = cli(capsys, "--db", error_db, "check", "--output", "json")
+    assert code == 2
+    statuses = {row["status"] for row in json.loads(out)}
+    assert {"alarm", "error"} <= statuses
+
+
+def test_exit_1_when_only_the_alarming_control_runs(capsys, error_db: Path) -> None:
+    # The listing error of the models does not concern the job controls.
+    code, _, _ = cli(capsys, "--db", error_db, "check", JOB_CMK, JOB_VPC)
+    assert code == 0
+
+
+def test_unknown_control_is_exit_2_with_one_line(capsys, ok_db: Path) -> None:
+    code, out, err = cli(capsys, "--db", ok_db, "check", "no_such_control")
+    assert code == 2
+    assert out == ""
+    one_error_line(err, "no_such_control")
+
+
+def test_missing_snapshot_is_exit_2_with_one_line(capsys, tmp_path: Path) -> None:
+    code, out, err = cli(capsys, "--db", tmp_path / "absent.db", "check")
+    assert code == 2 and out == ""
+    one_error_line(err, "absent.db")
+
+
+# --- choosing controls ----------------------------------------------------------------------
+
+
+def controls_run(out: str) -> set[str]:
+    return {row["control_id"] for row in json.loads(out)}
+
+
+def test_severity_high_runs_only_high_controls(capsys, ok_db: Path) -> None:
+    code, out, _ = cli(capsys, "--db", ok_db, "check", "--severity", "high", "--output", "json")
+    assert code == 0
+    assert controls_run(out) == HIGH
+    assert {row["severity"] for row in json.loads(out)} == {"high"}
+
+
+def test_check_named_controls_runs_only_those(capsys, alarm_db: Path) -> None:
+    code, out, _ = cli(capsys, "--db", alarm_db, "check", ROTATION, JOB_VPC, "--output", "json")
+    assert controls_run(out) == {ROTATION, JOB_VPC}
+    # The Bedrock-owned model is a skip for rotation, not an alarm: these two pass.
+    assert code == 0
+
+
+# --- output formats -------------------------------------------------------------------------
+
+
+def test_csv_output_is_data_only_and_the_summary_goes_to_stderr(capsys, alarm_db: Path) -> None:
+    code, out, err = cli(capsys, "--db", alarm_db, "check", "--output", "csv")
+    assert code == 1
+    assert "Summary" not in out
+    rows = list(csv.reader(io.StringIO(out)))
+    assert rows[0][: len(BASE_COLUMNS)] == BASE_COLUMNS
+    records = [dict(zip(rows[0], row)) for row in rows[1:]]
+    assert len(records) == 10  # 2 models x 4 model controls + 1 job x 2 job controls
+    assert {r["control_id"] for r in records} == BUNDLED
+    assert all(r["status"] in {"ok", "alarm", "info", "skip", "error"} for r in records)
+    seed = [r for r in records if r["control_id"] == SEED]
+    assert {(r["status"], r["account_id"], r["region"]) for r in seed} == {
+        ("ok", ACCOUNT, "us-east-1"), ("alarm", ACCOUNT, "us-east-1")}
+    assert err.strip().splitlines()[-1].startswith("Summary: total 10, ")
+
+
+def test_json_output_parses_and_the_summary_goes_to_stderr(capsys, alarm_db: Path) -> None:
+    code, out, err = cli(capsys, "--db", alarm_db, "check", "--output", "json")
+    assert code == 1
+    rows = json.loads(out)
+    assert isinstance(rows, list) and len(rows) == 10
+    assert list(rows[0])[: len(BASE_COLUMNS)] == BASE_COLUMNS
+    assert "Summary: total 10, ok 6, alarm 1, info 0, skip 3, error 0" in err
+
+
+def test_jsonl_output_is_one_object_a_line(capsys, alarm_db: Path) -> None:
+    code, out, err = cli(capsys, "--db", alarm_db, "check", "--output", "jsonl")
+    assert code == 1
+    rows = [json.loads(line) for line in out.splitlines()]
+    assert len(rows) == 10 and all(isinstance(r, dict) for r in rows)
+    assert "Summary" not in out and "Summary: total 10" in err
+
+
+def test_brief_shows_only_alarm_and_error_lines(capsys, error_db: Path) -> None:
+    code, out, _ = cli(capsys, "--db", error_db, "check", "--output", "brief")
+    assert code == 2
+    lines = [line for line in out.splitlines() if line.strip() and not line.startswith("Summary: ")]
+    assert lines, out
+    assert all(line.startswith(("ALARM", "ERROR")) for line in lines), lines
+    assert any(line.startswith("ALARM") and "hr-policy-qa-v1" in line for line in lines)
+    assert any(line.startswith("ERROR") and f"{ACCOUNT}/eu-west-1" in line for line in lines)
+    assert "support-chat-v3" not in out  # the passing model is not listed
+
+
+# --- exports -------------------------------------------------------------------------------
+
+
+def test_exports_follow_the_extension(capsys, tmp_path: Path, alarm_db: Path) -> None:
+    paths = {ext: tmp_path / f"out.{ext}" for ext in ("csv", "md", "json", "jsonl")}
+    code, out, err = cli(capsys, "--db", alarm_db, "check", "--output", "json",
+                         *(arg for p in paths.values() for arg in ("--export", p)))
+    assert code == 1
+    expected = json.loads(out)
+    assert len(expected) == 10
+
+    with open(paths["csv"], newline="", encoding="utf-8") as handle:
+        rows = list(csv.DictReader(handle))
+    assert list(rows[0])[: len(BASE_COLUMNS)] == BASE_COLUMNS
+    assert [(r["control_id"], r["resource"], r["status"]) for r in rows] == [
+        (r["control_id"], r["resource"], r["status"]) for r in expected]
+
+    assert json.loads(paths["json"].read_text()) == expected
+    assert [json.loads(line) for line in paths["jsonl"].read_text().splitlines()] == expected
+
+    markdown = paths["md"].read_text().splitlines()
+    assert markdown[0].startswith("|") and "control_id" in markdown[0] and "reason" in markdown[0]
+    assert set(markdown[1]) <= set("|-: ")
+    assert len(markdown) == 2 + len(expected)
+    assert "Summary" not in paths["md"].read_text()
+
+
+def test_export_with_an_unknown_extension_fails_before_any_output(capsys, tmp_path: Path, alarm_db: Path) -> None:
+    good = tmp_path / "good.csv"
+    code, out, err = cli(capsys, "--db", alarm_db, "check", "--export", good, "--export", tmp_path / "out.txt")
+    assert code == 2
+    assert out == ""
+    one_error_line(err, "out.txt")
+    assert not good.exists()
+    assert not (tmp_path / "out.txt").exists()
+
+
+def test_csv_neutralizes_formulas_in_names(capsys, tmp_path: Path) -> None:
+    snap = SnapshotBuilder(tmp_path / "evil.db")
+    snap.add_run()
+    evil = ['=HYPERLINK("http://evil.example","x")', "@SUM(1+1)"]
+    for name in evil:
+        snap.add_model(name, arn=f"arn:aws:bedrock:us-east-1:{ACCOUNT}:custom-model/evil-{len(name)}")
+    export = tmp_path / "evil.csv"
+    code, out, _ = cli(capsys, "--db", snap.path, "check", SEED, "--output", "csv", "--export", export)
+    assert code == 1
+    for text in (out, export.read_text(encoding="utf-8")):
+        rows = list(csv.DictReader(io.StringIO(text)))
+        assert len(rows) == 2
+        for row in rows:
+            assert row["status"] == "alarm"
+            assert row["reason"].startswith("'"), row["reason"]
+            assert row["reason"][1:].startswith(tuple(evil))
+            assert row["model_name"].startswith("'") and row["model_name"][1:] in evil
+            for cell in row.values():
+                assert not cell.startswith(("=", "+", "-", "@")), cell
+
+
+# --- controls and user controls --------------------------------------------------------------
+
+
+def test_controls_lists_the_six_bundled_ones(capsys) -> None:
+    code, out, _ = cli(capsys, "controls", "--output", "json")
+    assert code == 0
+    rows = json.loads(out)
+    assert {r["id"] for r in rows} == BUNDLED
+    assert all(r["title"] and r["severity"] and r["description"] for r in rows)
+    code, out, _ = cli(capsys, "controls")
+    assert code == 0 and all(control_id in out for control_id in BUNDLED)
+
+
+USER_CONTROL = """\
+-- id: {id}
+-- title: Custom models carry an owner tag
+-- severity: {severity}
+-- description: Every custom model names the team that owns it in an owner tag.
+-- remediation: Tag the model (bedrock:TagResource) with owner.
+--
+-- ok     the model has an owner tag
+-- alarm  it has none
+SELECT arn AS resource,
+       CASE WHEN tags ->> '$.owner' IS NOT NULL THEN 'ok' ELSE 'alarm' END AS {status},
+       CASE WHEN tags ->> '$.owner' IS NOT NULL THEN model_name || ' has an owner.'
+            ELSE model_name || ' has no owner tag.' END AS reason,
+       account_id, region
+FROM aws_bedrock_custom_model
+"""
+
+
+def write_control(folder: Path, name: str = "owner_tag.sql", *, id: str = "custom_model_has_owner_tag",
+                  severity: str = "low", status: str = "status", text: str | None = None) -> Path:
+    folder.mkdir(parents=True, exist_ok=True)
+    path = folder / name
+    path.write_text(text if text is not None else USER_CONTROL.format(id=id, severity=severity, status=status))
+    return path
+
+
+def test_user_control_is_listed_and_run(capsys, tmp_path: Path) -> None:
+    snap = SnapshotBuilder(tmp_path / "s.db")
+    snap.add_run()
+    tagged = snap.add_model("tagged", tags={"owner": "support"})
+    untagged = snap.add_model("untagged")
+    snap.add_job("tagging-ft", vpc_config=VPC)
+    folder = tmp_path / "my-controls"
+    write_control(folder)
+
+    code, out, _ = cli(capsys, "controls", "--queries", folder, "--output", "json")
+    assert code == 0
+    assert {r["id"] for r in json.loads(out)} == BUNDLED | {"custom_model_has_owner_tag"}
+
+    code, out, _ = cli(capsys, "--db", snap.path, "check", "custom_model_has_owner_tag",
+                       "--queries", folder, "--output", "json")
+    assert code == 1
+    rows = {r["resource"]: r for r in json.loads(out)}
+    assert {r["control_id"] for r in rows.values()} == {"custom_model_has_owner_tag"}
+    assert rows[tagged["arn"]]["status"] == "ok"
+    assert rows[untagged["arn"]]["status"] == "alarm"
+    assert rows[untagged["arn"]]["reason"] == "untagged has no owner tag."
+
+    # Without ids, check runs the bundled controls and the user's.
+    code, out, _ = cli(capsys, "--db", snap.path, "check", "--queries", folder, "--output", "json")
+    assert controls_run(out) == BUNDLED | {"custom_model_has_owner_tag"}
+    # --severity applies to user controls too (this one is low).
+    code, out, _ = cli(capsys, "--db", snap.path, "check", "--queries", folder, "--severity", "medium",
+                       "--output", "json")
+    assert "custom_model_has_owner_tag" not in controls_run(out)
+
+
+@pytest.mark.parametrize("command", ["controls", "check"])
+def test_user_control_with_a_duplicate_id_is_exit_2(capsys, tmp_path: Path, ok_db: Path, command: str) -> None:
+    folder = tmp_path / "dup"
+    path = write_control(folder, id=SEED)
+    code, out, err = cli(capsys, "--db", ok_db, command, "--queries", folder)
+    assert code == 2 and out == ""
+    one_error_line(err, str(path), SEED)
+
+
+def test_two_user_controls_with_the_same_id_is_exit_2(capsys, tmp_path: Path) -> None:
+    folder = tmp_path / "dup2"
+    write_control(folder, "a.sql")
+    second = write_control(folder, "b.sql")
+    code, out, err = cli(capsys, "controls", "--queries", folder)
+    assert code == 2 and out == ""
+    one_error_line(err, str(second))
+
+
+@pytest.mark.parametrize("field", ["id", "title", "severity", "description"])
+def test_user_control_missing_a_header_field_is_exit_2(capsys, tmp_path: Path, ok_db: Path, field: str) -> None:
+    folder = tmp_path / f"missing-{field}"
+    text = "\n".join(
+        line for line in USER_CONTROL.format(id="x_control", severity="low", status="status").splitlines()
+        if not line.startswith(f"-- {field}:")
+    )
+    path = write_control(folder, text=text)
+    code, out, err = cli(capsys, "--db", ok_db, "check", "--queries", folder)
+    assert code == 2 and out == ""
+    one_error_line(err, str(path), field)
+
+
+def test_user_control_whose_select_lacks_status_is_exit_2(capsys, tmp_path: Path, ok_db: Path) -> None:
+    folder = tmp_path / "no-status"
+    path = write_control(folder, status="verdict")
+    code, out, err = cli(capsys, "--db", ok_db, "check", "--queries", folder)
+    assert code == 2 and out == ""
+    one_error_line(err, str(path), "status")
+
+
+def test_user_control_with_an_invalid_status_is_exit_2(capsys, tmp_path: Path, ok_db: Path) -> None:
+    folder = tmp_path / "bad-status"
+    text = USER_CONTROL.format(id="bad_status", severity="low", status="status").replace("'alarm'", "'fail'")
+    path = write_control(folder, text=text)
+    snap = SnapshotBuilder(tmp_path / "one.db")
+    snap.add_run()
+    snap.add_model("untagged")
+    code, out, err = cli(capsys, "--db", snap.path, "check", "--queries", folder)
+    assert code == 2 and out == ""
+    one_error_line(err, "bad_status", "fail")
+
+
+def test_job_listing_error_reaches_the_exit_code(capsys, ok_db: Path, tmp_path: Path) -> None:
+    snap = compliant(tmp_path / "jobs.db")
+    snap.add_error(table_name=JOBS, operation="ListModelCustomizationJobs", region="eu-west-1")
+    code, out, _ = cli(capsys, "--db", snap.path, "check", JOB_VPC, "--output", "jsonl")
+    assert code == 2
+    rows = [json.loads(line) for line in out.splitlines()]
+    assert {(r["resource"], r["status"]) for r in rows} >= {(f"{ACCOUNT}/eu-west-1", "error")}

@@ -1,0 +1,369 @@
+"""The collector and the snapshot file: contents, types, indexes, bookkeeping, atomicity,
+and read-only access (moto in process)."""
+
+from __future__ import annotations
+
+import dataclasses
+import hashlib
+import json
+import os
+import socket
+import sqlite3
+import stat
+from pathlib import Path
+
+import pytest
+
+from bedrock_sql import __version__, snapshot
+from bedrock_sql.aws import AwsOptions, resolve_scope
+from bedrock_sql.errors import UserError
+from bedrock_sql.estate import DEFAULT_ACCOUNT_ID, Estate
+from bedrock_sql.providers import TABLES
+from bedrock_sql.providers import bedrock_custom_model
+from bedrock_sql.sql import run_query
+from helpers import ISO_UTC, REGIONS, World, deny, demo, fast_regions, region_of, world  # noqa: F401
+
+ALL_TABLES = sorted([*TABLES, snapshot.ERRORS_TABLE, snapshot.RUNS_TABLE])
+
+
+def scope_for(regions=REGIONS):
+    with fast_regions():
+        return resolve_scope(AwsOptions(regions=regions))
+
+
+def digest(path: Path) -> str:
+    return hashlib.sha256(path.read_bytes()).hexdigest()
+
+
+def leftovers(directory: Path) -> list[str]:
+    return sorted(p.name for p in directory.iterdir() if p.name.endswith(".partial"))
+
+
+def expected_alias_count(world: World) -> int:
+    total = 0
+    for region in REGIONS:
+        kms = world.session.client("kms", region_name=region)
+        total += sum(len(page["Aliases"]) for page in kms.get_paginator("list_aliases").paginate())
+    return total
+
+
+@pytest.fixture(scope="module")
+def clean(world: World, tmp_path_factory: pytest.TempPathFactory):
+    """One complete collect of the demo estate, shared by the read-only tests."""
+    path = tmp_path_factory.mktemp("clean") / "bedrock.db"
+    result = snapshot.collect(scope_for(), path)
+    return path, result
+
+
+def test_row_counts_match_the_estate(world: World, clean) -> None:
+    path, result = clean
+    estate = world.estate
+    expected = {
+        "aws_bedrock_custom_model": len(estate.models),
+        "aws_bedrock_model_customization_job": len(estate.jobs),
+        "aws_kms_key": len(estate.keys),
+        "aws_kms_alias": expected_alias_count(world),
+    }
+    assert result.row_counts == expected
+    assert result.status == "complete" and result.errors == []
+    connection = snapshot.open_snapshot(path)
+    try:
+        counts = dict(snapshot.table_counts(connection))
+    finally:
+        connection.close()
+    assert sorted(counts) == ALL_TABLES
+    assert {name: counts[name] for name in expected} == expected
+    assert counts[snapshot.ERRORS_TABLE] == 0 and counts[snapshot.RUNS_TABLE] == 1
+
+
+def test_values_survive_the_trip(demo: Estate, clean) -> None:
+    path, _ = clean
+    connection = snapshot.open_snapshot(path)
+    try:
+        got = dict(connection.execute("SELECT arn, model_kms_key_arn FROM aws_bedrock_custom_model").fetchall())
+        assert got == {m.model_arn: m.kms_key_arn for m in demo.models}
+        # JSON columns are usable with SQLite's JSON operators.
+        teams = connection.execute(
+            "SELECT count(*) FROM aws_bedrock_custom_model WHERE tags ->> '$.team' = 'support'"
+        ).fetchone()[0]
+        assert teams == sum(1 for j in demo.jobs if j["model_arn"] and j["tags"].get("team") == "support")
+    finally:
+        connection.close()
+
+
+def test_file_is_private(clean) -> None:
+    path, _ = clean
+    assert stat.S_IMODE(path.stat().st_mode) == 0o600
+
+
+def test_replacing_a_world_readable_file_makes_it_private(world: World, tmp_path: Path) -> None:
+    path = tmp_path / "bedrock.db"
+    path.write_text("old")
+    path.chmod(0o644)
+    snapshot.collect(scope_for(("us-east-1",)), path)
+    assert stat.S_IMODE(path.stat().st_mode) == 0o600
+    assert leftovers(tmp_path) == []
+
+
+def test_columns_are_typed_like_the_providers(clean) -> None:
+    path, _ = clean
+    connection = sqlite3.connect(f"file:{path}?mode=ro", uri=True)
+    try:
+        for name, table in TABLES.items():
+            info = connection.execute(f"PRAGMA table_info({name})").fetchall()
+            assert [(r[1], r[2]) for r in info] == [(c.name, c.type) for c in table.all_columns], name
+        for name, (_description, columns) in snapshot.META_TABLES.items():
+            info = connection.execute(f"PRAGMA table_info({name})").fetchall()
+            assert [(r[1], r[2]) for r in info] == [(c.name, c.type) for c in columns], name
+        # The stored values have the declared types (no INTEGER column holds text).
+        for name, table in TABLES.items():
+            for column in table.all_columns:
+                kinds = {
+                    r[0]
+                    for r in connection.execute(f'SELECT DISTINCT typeof("{column.name}") FROM {name}')
+                }
+                allowed = {"null", "integer"} if column.type == "INTEGER" else {"null", "text"}
+                assert kinds <= allowed, (name, column.name, kinds)
+    finally:
+        connection.close()
+
+
+def test_join_keys_are_indexed(clean) -> None:
+    path, _ = clean
+    connection = sqlite3.connect(f"file:{path}?mode=ro", uri=True)
+    try:
+        for name, table in TABLES.items():
+            assert table.indexes, name
+            indexed = set()
+            for index in connection.execute(f"PRAGMA index_list({name})").fetchall():
+                columns = [r[2] for r in connection.execute(f"PRAGMA index_info({index[1]})")]
+                indexed.add(columns[0])
+            assert set(table.indexes) <= indexed, (name, table.indexes, indexed)
+        assert "arn" in TABLES["aws_kms_key"].indexes
+        assert "model_kms_key_arn" in TABLES["aws_bedrock_custom_model"].indexes
+        plan = connection.execute(
+            "EXPLAIN QUERY PLAN SELECT * FROM aws_bedrock_custom_model m "
+            "LEFT JOIN aws_kms_key k ON k.arn = m.model_kms_key_arn"
+        ).fetchall()
+        assert any("USING INDEX" in row[-1] and "k" in row[-1] for row in plan), plan
+    finally:
+        connection.close()
+
+
+def test_runs_row(clean) -> None:
+    path, result = clean
+    connection = snapshot.open_snapshot(path)
+    try:
+        rows = connection.execute(f"SELECT * FROM {snapshot.RUNS_TABLE}").fetchall()
+    finally:
+        connection.close()
+    assert len(rows) == 1
+    run = dict(zip([c.name for c in snapshot.RUN_TABLE_COLUMNS], rows[0]))
+    assert run["status"] == "complete"
+    assert json.loads(run["accounts"]) == [DEFAULT_ACCOUNT_ID]
+    assert json.loads(run["regions"]) == sorted(REGIONS)
+    assert run["tool_version"] == __version__
+    assert ISO_UTC.match(run["started_at"]) and ISO_UTC.match(run["finished_at"])
+    assert run["started_at"] <= run["finished_at"]
+    assert run["run_id"] and run["api_calls"] == result.api_calls > 0
+
+
+def test_file_is_plain_sqlite_without_virtual_tables(clean) -> None:
+    path, _ = clean
+    connection = sqlite3.connect(f"file:{path}?mode=ro", uri=True)
+    try:
+        schema = connection.execute("SELECT type, name, sql FROM sqlite_schema").fetchall()
+        assert not [s for s in schema if s[2] and "VIRTUAL" in s[2].upper()]
+        assert sorted(s[1] for s in schema if s[0] == "table") == ALL_TABLES
+        assert connection.execute("SELECT count(*) FROM aws_kms_key").fetchone()[0] > 0
+        assert connection.execute("PRAGMA integrity_check").fetchone()[0] == "ok"
+    finally:
+        connection.close()
+
+
+# --- read-only ----------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    "statement",
+    [
+        "INSERT INTO aws_kms_key (id) VALUES ('x')",
+        "DELETE FROM aws_bedrock_custom_model",
+        "UPDATE aws_bedrock_custom_model SET model_kms_key_arn = NULL",
+        "DROP TABLE aws_kms_key",
+        "DROP INDEX idx_aws_kms_key_arn",
+        "CREATE TABLE x(a)",
+        "CREATE TEMP TABLE x(a)",
+        "CREATE VIEW v AS SELECT 1",
+        "ALTER TABLE aws_kms_key ADD COLUMN c",
+        "ATTACH DATABASE '{dir}/other.db' AS other",
+        "PRAGMA writable_schema=1",
+        "PRAGMA writable_schema=ON",
+        "PRAGMA query_only=0",
+        "PRAGMA user_version=7",
+        "PRAGMA main.journal_mode=DELETE",
+        "PRAGMA journal_mode=DELETE",
+        "VACUUM",
+        "VACUUM INTO '{dir}/copy.db'",
+        "REINDEX",
+        "ANALYZE",
+        "REPLACE INTO bedrock_sql_runs (run_id) VALUES ('x')",
+    ],
+)
+def test_writes_are_refused_and_the_file_is_untouched(clean, tmp_path: Path, statement: str) -> None:
+    path, _ = clean
+    before = digest(path)
+    sql = statement.format(dir=tmp_path)
+    connection = snapshot.open_snapshot(path)
+    try:
+        with pytest.raises(UserError) as caught:
+            result = run_query(connection, sql)
+            list(result.rows)
+        assert "\n" not in str(caught.value) and str(caught.value)
+        # Still usable for reading afterwards.
+        assert list(run_query(connection, "SELECT count(*) FROM aws_kms_key").rows)[0][0] > 0
+    finally:
+        connection.close()
+    assert digest(path) == before
+    assert list(tmp_path.iterdir()) == []  # nothing written beside it either
+    assert leftovers(path.parent) == []
+
+
+def test_reading_statements_are_allowed(clean) -> None:
+    path, _ = clean
+    connection = snapshot.open_snapshot(path)
+    try:
+        # Reading pragmas, with or without an argument naming what to read.
+        columns = [r[1] for r in run_query(connection, "PRAGMA table_info(aws_kms_key)").rows]
+        assert columns == TABLES["aws_kms_key"].column_names
+        assert [r[1] for r in run_query(connection, "SELECT * FROM pragma_table_info('aws_kms_alias')").rows] == (
+            TABLES["aws_kms_alias"].column_names
+        )
+        assert list(run_query(connection, "PRAGMA index_list(aws_kms_key)").rows)
+        assert list(run_query(connection, "PRAGMA table_list").rows)
+        assert list(run_query(connection, "PRAGMA integrity_check").rows) == [("ok",)]
+        assert list(run_query(connection, "WITH RECURSIVE n(i) AS (SELECT 1 UNION ALL SELECT i+1 FROM n WHERE i<3) SELECT count(*) FROM n").rows) == [(3,)]
+        result = run_query(connection, "SELECT json_extract(akas, '$[0]') AS aka FROM aws_kms_key LIMIT 1")
+        assert result.columns == ["aka"]
+    finally:
+        connection.close()
+
+
+def test_missing_and_corrupt_snapshots_are_user_errors(tmp_path: Path) -> None:
+    with pytest.raises(UserError, match="no snapshot at .*run bedrock-sql collect"):
+        snapshot.open_snapshot(tmp_path / "absent.db")
+    bad = tmp_path / "bad.db"
+    bad.write_text("this is not a database\n" * 100)
+    with pytest.raises(UserError, match="not a readable bedrock-sql snapshot"):
+        snapshot.open_snapshot(bad)
+    other = tmp_path / "other.db"
+    sqlite3.connect(other).execute("CREATE TABLE t(a)").connection.commit()
+    with pytest.raises(UserError, match="not a readable bedrock-sql snapshot"):
+        snapshot.open_snapshot(other)
+
+
+# --- partial runs -------------------------------------------------------------------------
+
+
+def test_denied_region_makes_a_partial_snapshot(demo: Estate, tmp_path: Path) -> None:
+    scope = scope_for()
+    deny(scope, "bedrock", "ListCustomModels", when=lambda p, ctx: region_of(ctx) == "eu-west-1")
+    path = tmp_path / "bedrock.db"
+    result = snapshot.collect(scope, path)
+    assert result.status == "partial"
+    assert result.row_counts["aws_bedrock_custom_model"] == len(demo.models_in("us-east-1"))
+    assert result.row_counts["aws_kms_key"] == len(demo.keys)  # other tables unharmed
+    connection = sqlite3.connect(f"file:{path}?mode=ro", uri=True)
+    try:
+        errors = connection.execute(f"SELECT * FROM {snapshot.ERRORS_TABLE}").fetchall()
+        run_status = connection.execute(f"SELECT status FROM {snapshot.RUNS_TABLE}").fetchone()[0]
+        regions = {r[0] for r in connection.execute("SELECT region FROM aws_bedrock_custom_model")}
+    finally:
+        connection.close()
+    assert run_status == "partial"
+    assert regions == {"us-east-1"}
+    assert len(errors) == 1
+    error = dict(zip([c.name for c in snapshot.ERROR_TABLE_COLUMNS], errors[0]))
+    assert error["account_id"] == DEFAULT_ACCOUNT_ID and error["region"] == "eu-west-1"
+    assert error["table_name"] == "aws_bedrock_custom_model"
+    assert error["operation"] == "ListCustomModels"
+    assert error["error_code"] == "AccessDeniedException"
+    assert error["message"] and ISO_UTC.match(error["occurred_at"])
+    assert error["resource"] is None
+    assert stat.S_IMODE(path.stat().st_mode) == 0o600
+
+
+# --- atomicity ----------------------------------------------------------------------------
+
+
+def _failing_tables(after: int = 2) -> dict:
+    def list_then_fail(api, params):
+        for n, item in enumerate(bedrock_custom_model.list_custom_models(api, params)):
+            if n == after:
+                raise RuntimeError("simulated crash mid-collect")
+            yield item
+
+    tables = dict(TABLES)
+    tables["aws_bedrock_custom_model"] = dataclasses.replace(TABLES["aws_bedrock_custom_model"], list_items=list_then_fail)
+    return tables
+
+
+def test_crash_mid_collect_leaves_the_previous_snapshot(world: World, tmp_path: Path) -> None:
+    path = tmp_path / "bedrock.db"
+    snapshot.collect(scope_for(), path)
+    before = digest(path)
+    with pytest.raises(RuntimeError, match="simulated crash"):
+        snapshot.collect(scope_for(), path, tables=_failing_tables())
+    assert digest(path) == before
+    assert leftovers(tmp_path) == []
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["bedrock.db"]
+    # And the next collect works normally.
+    result = snapshot.collect(scope_for(), path)
+    assert result.status == "complete" and digest(path) != before
+
+
+def test_crash_on_first_collect_leaves_nothing(world: World, tmp_path: Path) -> None:
+    with pytest.raises(RuntimeError):
+        snapshot.collect(scope_for(), tmp_path / "bedrock.db", tables=_failing_tables(after=0))
+    assert list(tmp_path.iterdir()) == []
+
+
+def test_interrupt_mid_collect_leaves_the_previous_snapshot(world: World, tmp_path: Path) -> None:
+    path = tmp_path / "bedrock.db"
+    snapshot.collect(scope_for(("us-east-1",)), path)
+    before = digest(path)
+
+    def interrupted(api, params):
+        yield from []
+        raise KeyboardInterrupt
+
+    tables = dict(TABLES)
+    tables["aws_kms_key"] = dataclasses.replace(TABLES["aws_kms_key"], list_items=interrupted)
+    with pytest.raises(BaseException):
+        snapshot.collect(scope_for(("us-east-1",)), path, tables=tables)
+    assert digest(path) == before
+    assert leftovers(tmp_path) == []
+
+
+def test_stale_partial_of_a_dead_process_is_removed(world: World, tmp_path: Path) -> None:
+    path = tmp_path / "bedrock.db"
+    dead_pid = int(Path("/proc/sys/kernel/pid_max").read_text()) + 1  # never a live process
+    host = socket.gethostname()
+    stale = tmp_path / f".bedrock.db.{host}.{dead_pid}.partial"
+    stale.write_bytes(b"half a snapshot")
+    alive = tmp_path / f".bedrock.db.{host}.1.partial"  # pid 1 always exists
+    alive.write_bytes(b"someone else's collect")
+    elsewhere = tmp_path / f".bedrock.db.other-host.{dead_pid}.partial"
+    elsewhere.write_bytes(b"another machine's collect")
+    other_db = tmp_path / f".other.db.{host}.{dead_pid}.partial"
+    other_db.write_bytes(b"another snapshot's collect")
+    snapshot.collect(scope_for(("us-east-1",)), path)
+    assert not stale.exists()
+    assert alive.exists() and elsewhere.exists() and other_db.exists()
+    assert path.is_file()
+
+
+def test_collect_into_a_missing_directory_is_a_user_error(world: World, tmp_path: Path) -> None:
+    with pytest.raises(UserError, match="no directory"):
+        snapshot.collect(scope_for(("us-east-1",)), tmp_path / "nope" / "bedrock.db")
+    assert list(tmp_path.iterdir()) == []

@@ -6,6 +6,7 @@ Every user mistake ends as one line on stderr and exit code 2 (see :func:`main`)
 from __future__ import annotations
 
 import functools
+import os
 import sys
 import tempfile
 import threading
@@ -285,6 +286,82 @@ def check_command(ctx, control_ids, severity, fmt, exports, live, query_dirs, aw
     ctx.exit(exit_code(findings))
 
 
+# --- remediate ------------------------------------------------------------------------
+
+
+@cli.command("remediate")
+@click.option("--model", "models", multiple=True, metavar="ARN",
+              help="Remediate this model (repeatable). Default: every model failing bedrock_custom_model_encrypted_with_cmk.")
+@click.option("--kms-key", "kms_keys", multiple=True, metavar="ARN",
+              help="An existing customer-managed key for the new models (repeatable: one per region).")
+@click.option("--create-key", is_flag=True, help="Create one key per account and region (needs --alias).")
+@click.option("--alias", metavar="alias/NAME", help="The alias of the keys --create-key creates (an existing one is reused).")
+@click.option("--key-admin-role", "key_admin_roles", multiple=True, metavar="ARN",
+              help="A role that administers the new keys (repeatable).")
+@click.option("--suffix", default="-cmk", show_default=True, help="Appended to the names of the new jobs and models.")
+@click.option("--output", "-o", "fmt", type=click.Choice(["script", "json"]), default="script", show_default=True,
+              help="script: a bash script of AWS CLI commands (and key policies) in --out-dir; json: the steps on stdout.")
+@click.option("--out-dir", type=click.Path(file_okay=False), default=".", show_default=True,
+              help="Where the script and key policies are written.")
+@click.option("--force", is_flag=True, help="Overwrite the script and key policies in --out-dir.")
+@click.option("--apply", "apply_", is_flag=True, help="Carry out the plan in AWS now (after a confirmation).")
+@click.option("--yes", "-y", is_flag=True, help="With --apply: do not ask for confirmation.")
+@aws_options
+@click.pass_context
+def remediate_command(ctx, models, kms_keys, create_key, alias, key_admin_roles, suffix, fmt, out_dir, force, apply_, yes,
+                      aws: AwsOptions):
+    """Plan (default) or --apply the fix for models without a customer-managed key: a CMK,
+    and each model's customization job started again with it. Nothing changes in AWS
+    without --apply, and nothing is ever deleted."""
+    import json
+
+    from .remediate import LiveAws, apply_plan, apply_report, describe_plan, plan_json, plan_remediation, write_script
+
+    if apply_:
+        given = [name for name in ("fmt", "out_dir", "force") if ctx.get_parameter_source(name) != click.core.ParameterSource.DEFAULT]
+        if given:
+            raise UserError(f"--apply acts in AWS and writes no plan: leave out --{given[0].replace('fmt', 'output').replace('_', '-')}")
+        if not yes and not sys.stdin.isatty():
+            raise UserError("--apply changes AWS: confirm on a terminal, or pass --yes")
+    live = LiveAws(aws)
+    with snapshot_connection(ctx.obj["db"]) as connection:
+        plan = plan_remediation(
+            connection,
+            models=models,
+            kms_key=kms_keys,
+            create_key=create_key,
+            alias=alias,
+            key_admin_roles=key_admin_roles,
+            suffix=suffix,
+            regions=aws.regions,
+            source_job_lookup=live.job,
+            key_lookup=live.key if apply_ else None,
+            snapshot=str(ctx.obj["db"]),
+        )
+    for warning in plan.warnings:
+        click.echo(f"bedrock-sql: warning: {warning}", err=True)
+    if plan.empty:
+        click.echo(f"bedrock-sql: {plan.nothing_message}", err=True)
+        if fmt == "json" and not apply_:
+            click.echo("[]")
+        return
+    if apply_:
+        click.echo("\n".join(describe_plan(plan)))
+        if not yes and not click.confirm("Create these in AWS?", default=False):
+            click.echo("Nothing changed in AWS.", err=True)
+            ctx.exit(1)
+        result = apply_plan(plan, live, on_event=click.echo)
+        click.echo("\n".join(apply_report(plan, result)))
+        return
+    if fmt == "json":
+        click.echo(json.dumps(plan_json(plan), indent=2))
+        return
+    written = write_script(plan, out_dir, force=force)
+    click.echo("\n".join(describe_plan(plan)))
+    click.echo(f"Wrote {written[0]}" + (f" and {len(written) - 1} key policy file(s) beside it" if len(written) > 1 else "") + ".")
+    click.echo(f"Review it, then run: bash {written[0]}   (or: bedrock-sql remediate ... --apply)")
+
+
 # --- demo -----------------------------------------------------------------------------
 
 
@@ -303,6 +380,12 @@ def demo_command(ctx):
 # --- entry point ----------------------------------------------------------------------
 
 
+def _one_line(message: str) -> str:
+    """The message on one line: SQLite quotes the rest of a multi-line query in some errors
+    (an unterminated string, say), which would otherwise spill over several lines."""
+    return " ".join(part.strip() for part in message.splitlines() if part.strip())
+
+
 def main(argv: list[str] | None = None) -> None:
     """Run the CLI; user mistakes become one line on stderr and exit 2."""
     try:
@@ -310,20 +393,21 @@ def main(argv: list[str] | None = None) -> None:
     except click.exceptions.Exit as exc:
         code = exc.exit_code
     except click.UsageError as exc:
-        click.echo(f"bedrock-sql: error: {exc.format_message()}", err=True)
+        click.echo(f"bedrock-sql: error: {_one_line(exc.format_message())}", err=True)
         code = EXIT_USAGE
     except click.ClickException as exc:
-        click.echo(f"bedrock-sql: error: {exc.format_message()}", err=True)
+        click.echo(f"bedrock-sql: error: {_one_line(exc.format_message())}", err=True)
         code = exc.exit_code
     except UserError as exc:
-        click.echo(f"bedrock-sql: error: {exc}", err=True)
+        click.echo(f"bedrock-sql: error: {_one_line(str(exc))}", err=True)
         code = EXIT_USAGE
-    except click.Abort:
-        click.echo("bedrock-sql: aborted", err=True)
-        code = 130
-    except KeyboardInterrupt:
+    except (click.Abort, KeyboardInterrupt):
+        # Ctrl-C (click reports it as Abort). The partial snapshot is already gone; exit
+        # now rather than wait for AWS calls still in flight in worker threads.
         click.echo("bedrock-sql: interrupted", err=True)
-        code = 130
+        sys.stdout.flush()
+        sys.stderr.flush()
+        os._exit(130)
     except BrokenPipeError:
         # `bedrock-sql query ... | head`: the reader left; that is not an error.
         sys.stderr.close()

@@ -6,6 +6,7 @@ Layout: one plain table per provider (typed columns, indexes on the join keys), 
 
 from __future__ import annotations
 
+import glob
 import json
 import os
 import socket
@@ -90,7 +91,8 @@ def _partial_path(target: Path) -> Path:
 def _remove_stale_partials(target: Path) -> None:
     """Remove partial files left by collects that were killed (their process is gone)."""
     host = socket.gethostname()
-    for leftover in target.parent.glob(f".{target.name}.*.partial"):
+    # Escaped: a snapshot named like "audit[1].db" must not be read as a glob pattern.
+    for leftover in target.parent.glob(f".{glob.escape(target.name)}.*.partial"):
         parts = leftover.name[len(target.name) + 2 : -len(".partial")].rsplit(".", 1)
         if len(parts) != 2 or parts[0] != host or not parts[1].isdigit():
             continue
@@ -174,11 +176,11 @@ def collect(
         os.replace(partial, target)
         _fsync(target.parent)
     except BaseException:
+        # Give up at once: do not wait for calls still in flight (Ctrl-C must be prompt).
         engine.interrupt()
         partial.unlink(missing_ok=True)
         raise
-    finally:
-        engine.close()
+    engine.close()
     return CollectResult(target, counts, records, scope, api_calls)
 
 

@@ -407,5 +407,6 @@ def test_throttling_is_retried_not_recorded(demo: Estate, monkeypatch) -> None:
         rows = handle.rows("SELECT arn, model_kms_key_arn FROM aws_bedrock_custom_model")
         assert {r["arn"]: r["model_kms_key_arn"] for r in rows} == {m.model_arn: m.kms_key_arn for m in demo.models}
         assert handle.errors.records() == []
+        assert state["n"] == len(demo.models) + 3  # three throttled attempts were retried
     finally:
         handle.close()

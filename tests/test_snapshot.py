@@ -363,6 +363,16 @@ def test_stale_partial_of_a_dead_process_is_removed(world: World, tmp_path: Path
     assert path.is_file()
 
 
+@pytest.mark.parametrize("name", ["audit[1].db", "a*b?.db"])
+def test_stale_partial_is_removed_whatever_the_file_name(world: World, tmp_path: Path, name: str) -> None:
+    dead_pid = int(Path("/proc/sys/kernel/pid_max").read_text()) + 1
+    stale = tmp_path / f".{name}.{socket.gethostname()}.{dead_pid}.partial"
+    stale.write_bytes(b"half a snapshot")
+    snapshot.collect(scope_for(("us-east-1",)), tmp_path / name)
+    assert not stale.exists()
+    assert sorted(p.name for p in tmp_path.iterdir()) == [name]
+
+
 def test_collect_into_a_missing_directory_is_a_user_error(world: World, tmp_path: Path) -> None:
     with pytest.raises(UserError, match="no directory"):
         snapshot.collect(scope_for(("us-east-1",)), tmp_path / "nope" / "bedrock.db")

@@ -254,6 +254,7 @@ class _Scan:
                 item = self.table.get_item(api, key)
             except ApiError as exc:
                 api.record(exc, resource=key)
+                self._unit_done(unit)
                 return
             cached = self.table.row(api, item) if item is not None else None
             with engine.get_cache_lock:

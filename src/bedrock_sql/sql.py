@@ -54,9 +54,24 @@ def _rows(cursor) -> Iterator[tuple]:
 
 
 def _has_statement(text: str) -> bool:
-    return apsw.complete(text) and any(
-        line.split("--", 1)[0].strip(" ;\t") for line in text.splitlines()
-    )
+    """Whether ``text`` holds anything but whitespace, semicolons and comments.
+
+    (``apsw.complete`` is no test of that: it is False for ``SELECT 2`` without a final
+    semicolon, which let ``SELECT 1; SELECT 2`` silently drop its second statement.)
+    """
+    i, n = 0, len(text)
+    while i < n:
+        if text[i].isspace() or text[i] == ";":
+            i += 1
+        elif text.startswith("--", i):
+            end = text.find("\n", i)
+            i = n if end < 0 else end + 1
+        elif text.startswith("/*", i):
+            end = text.find("*/", i + 2)
+            i = n if end < 0 else end + 2
+        else:
+            return True
+    return False
 
 
 def sql_message(exc: apsw.Error) -> str:

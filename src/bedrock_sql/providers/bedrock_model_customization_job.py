@@ -37,6 +37,16 @@ def get_job(api: UnitApi, identifier: str):
     return job
 
 
+JOB_STATUSES = ("InProgress", "Completed", "Failed", "Stopping", "Stopped")
+
+
+def _job_status(value):
+    # AWS rejects any other value (so would every region); SQLite alone then filters.
+    if value not in JOB_STATUSES:
+        raise ValueError(value)
+    return value
+
+
 TABLE = Table(
     name="aws_bedrock_model_customization_job",
     description="Amazon Bedrock model customization jobs, with the key each one encrypts its output model with.",
@@ -76,7 +86,7 @@ TABLE = Table(
     get_columns=("arn", "job_name"),
     list_filters=(
         *ListFilter.time_range("creation_time", after="creationTimeAfter", before="creationTimeBefore"),
-        ListFilter("status", "=", "statusEquals"),
+        ListFilter("status", "=", "statusEquals", _job_status),
     ),
     indexes=("arn", "output_model_arn", "output_model_kms_key_arn"),
     title="job_name",

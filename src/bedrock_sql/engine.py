@@ -106,6 +106,9 @@ class Engine:
         self.scope = scope
         self.errors = errors if errors is not None else ErrorLog()
         self.on_unit_done = on_unit_done
+        # Listings and detail calls get separate pools: a listing may wait for its unit's
+        # hydrations to catch up (backpressure), which must never starve those hydrations.
+        self.list_executor = ThreadPoolExecutor(max_workers=max_workers, thread_name_prefix="bedrock-sql-list")
         self.executor = ThreadPoolExecutor(max_workers=max_workers, thread_name_prefix="bedrock-sql")
         # Gets answered in this engine's lifetime (one command): a join that looks up the
         # same key for a thousand models calls AWS once.
@@ -149,7 +152,7 @@ class Engine:
                         run.submit(run.get, unit, key)
             else:
                 for unit in self.units(plan):
-                    run.submit(run.list, unit, plan.list_params)
+                    run.submit(run.list, unit, plan.list_params, pool=self.list_executor)
             yield from run.results()
         finally:
             run.cancelled.set()
@@ -157,10 +160,12 @@ class Engine:
     def interrupt(self) -> None:
         """Ctrl-C: make every backoff and queued task give up now."""
         self.scope.factory.stopping.set()
-        self.executor.shutdown(wait=False, cancel_futures=True)
+        for pool in (self.list_executor, self.executor):
+            pool.shutdown(wait=False, cancel_futures=True)
 
     def close(self) -> None:
-        self.executor.shutdown(wait=True, cancel_futures=True)
+        for pool in (self.list_executor, self.executor):
+            pool.shutdown(wait=True, cancel_futures=True)
 
 
 class _Scan:
@@ -176,11 +181,11 @@ class _Scan:
 
     # -- task bookkeeping --------------------------------------------------------------
 
-    def submit(self, fn: Callable, *args) -> None:
+    def submit(self, fn: Callable, *args, pool: ThreadPoolExecutor | None = None) -> None:
         with self._lock:
             self._pending += 1
         try:
-            self.engine.executor.submit(self._run, fn, *args)
+            (pool or self.engine.executor).submit(self._run, fn, *args)
         except RuntimeError:  # the pool was shut down by an interrupt
             self._task_done()
             raise Cancelled() from None
@@ -290,9 +295,13 @@ class _Scan:
 class _UnitHydrator:
     """Hydrates one unit's listed items, a bounded number at a time.
 
-    No pool thread ever waits for another task: a finished hydration starts the next
-    queued one, so a slow unit cannot starve the pool or deadlock it.
+    No hydration ever waits for another task: a finished hydration starts the next queued
+    one, so a slow unit cannot starve the pool or deadlock it. The listing (in its own
+    pool) waits when ``MAX_WAITING`` summaries are queued, so a unit of 50,000 models never
+    holds more than a page or so of them in memory.
     """
+
+    MAX_WAITING = 500
 
     def __init__(self, scan: _Scan, api: UnitApi):
         self.scan = scan
@@ -302,9 +311,14 @@ class _UnitHydrator:
         self.in_flight = 0
         self.listing = True
         self._lock = threading.Lock()
+        self._room = threading.Condition(self._lock)
 
     def add(self, summary: dict) -> None:
-        with self._lock:
+        with self._room:
+            while len(self.waiting) >= self.MAX_WAITING:
+                if self.scan.cancelled.is_set():
+                    raise Cancelled()
+                self._room.wait(0.2)
             if self.in_flight >= self.limit:
                 self.waiting.append(summary)
                 return
@@ -327,6 +341,7 @@ class _UnitHydrator:
                 following = self.waiting.popleft() if self.waiting else None
                 if following is not None:
                     self.in_flight += 1
+                    self._room.notify()
                 done = not self.listing and self.in_flight == 0 and following is None
             if following is not None:
                 self.scan.submit(self._hydrate, following)

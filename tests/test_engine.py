@@ -134,3 +134,20 @@ def test_no_deadlock_with_few_workers(max_workers):
     finally:
         engine.close()
     assert len(rows) == 900
+
+
+def test_region_without_bedrock_is_skipped_for_bedrock_tables_only(aws, tmp_path):
+    from bedrock_sql.aws import AwsOptions, resolve_scope
+    from bedrock_sql.engine import unoffered
+    from bedrock_sql.snapshot import collect
+
+    # ap-east-1 (Hong Kong) has KMS but, per botocore, no Bedrock.
+    scope = resolve_scope(AwsOptions(regions=("us-east-1", "ap-east-1")))
+    aws.client("kms", region_name="ap-east-1").create_key(Description="hk")
+    result = collect(scope, tmp_path / "s.db")
+    assert result.errors == []
+    called = {(svc, region) for (svc, _op, region) in scope.factory.calls}
+    assert ("bedrock", "ap-east-1") not in called
+    assert ("bedrock", "us-east-1") in called and ("kms", "ap-east-1") in called
+    assert result.row_counts["aws_kms_key"] == 1
+    assert unoffered(scope, ["bedrock", "kms"]) == [("bedrock", "ap-east-1")]

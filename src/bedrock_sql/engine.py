@@ -12,6 +12,7 @@ the other units still answer.
 
 from __future__ import annotations
 
+import functools
 import queue
 import threading
 from collections import deque
@@ -20,7 +21,7 @@ from dataclasses import dataclass, field
 from datetime import datetime, timezone
 from typing import Callable, Iterator
 
-from .aws import ApiError, Cancelled, Scope, Unit, UnitApi
+from .aws import ApiError, Cancelled, Scope, Unit, UnitApi, known_regions
 from .providers.base import Table, arn_account, arn_region, iso_utc
 
 ERROR_COLUMNS = (
@@ -92,6 +93,26 @@ class ScanPlan:
     list_params: dict = field(default_factory=dict)
 
 
+@functools.lru_cache(maxsize=None)
+def _service_regions(service: str) -> frozenset[str]:
+    return frozenset(known_regions(service))
+
+
+def offered(service: str, region: str) -> bool:
+    """Whether botocore knows ``service`` in ``region`` (Bedrock is not in every region).
+
+    A region botocore knows nothing about at all (newer than this botocore) is assumed to
+    offer it: skipping it would hide data.
+    """
+    return region in _service_regions(service) or region not in _service_regions("kms")
+
+
+def unoffered(scope: Scope, services: Iterator[str]) -> list[tuple[str, str]]:
+    """(service, region) pairs in ``scope`` that are skipped because not offered there."""
+    regions = sorted({u.region for u in scope.units})
+    return [(svc, r) for svc in sorted(set(services)) for r in regions if not offered(svc, r)]
+
+
 class Engine:
     """Runs scans for the virtual tables and the collector over one :class:`Scope`."""
 
@@ -115,12 +136,14 @@ class Engine:
         self.get_cache: dict[tuple, tuple | None] = {}
         self.get_cache_lock = threading.Lock()
 
-    def units(self, plan: ScanPlan) -> list[Unit]:
+    def units(self, plan: ScanPlan, service: str | None = None) -> list[Unit]:
+        """The units a scan calls: those the plan allows, where the service is offered."""
         return [
             u
             for u in self.scope.units
             if (plan.regions is None or u.region in plan.regions)
             and (plan.accounts is None or u.account_id in plan.accounts)
+            and (service is None or offered(service, u.region))
         ]
 
     def units_for_key(self, key: str, plan: ScanPlan) -> list[Unit]:
@@ -151,7 +174,7 @@ class Engine:
                     for unit in self.units_for_key(key, plan):
                         run.submit(run.get, unit, key)
             else:
-                for unit in self.units(plan):
+                for unit in self.units(plan, table.service):
                     run.submit(run.list, unit, plan.list_params, pool=self.list_executor)
             yield from run.results()
         finally:

@@ -395,27 +395,12 @@ def seed_models(
 
 
 def key_policy(account_id: str, partition: str = "aws", *, bedrock_role: bool = False) -> dict[str, Any]:
-    """The default key policy, optionally letting the customization role use the key."""
-    statements: list[dict[str, Any]] = [
-        {
-            "Sid": "Enable IAM User Permissions",
-            "Effect": "Allow",
-            "Principal": {"AWS": f"arn:{partition}:iam::{account_id}:root"},
-            "Action": "kms:*",
-            "Resource": "*",
-        }
-    ]
-    if bedrock_role:
-        statements.append(
-            {
-                "Sid": "Allow Bedrock customization jobs to use the key",
-                "Effect": "Allow",
-                "Principal": {"AWS": role_arn(account_id, partition)},
-                "Action": ["kms:Decrypt", "kms:GenerateDataKey", "kms:DescribeKey", "kms:CreateGrant"],
-                "Resource": "*",
-            }
-        )
-    return {"Version": "2012-10-17", "Id": "key-default-1", "Statement": statements}
+    """The key policy remediation writes: the account root, plus (optionally) the
+    customization role as key user."""
+    from .remediate import key_policy as cmk_policy
+
+    users = [role_arn(account_id, partition)] if bedrock_role else []
+    return cmk_policy(account_id, partition, users=users)
 
 
 def create_key(

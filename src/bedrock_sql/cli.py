@@ -28,13 +28,21 @@ EXIT_OK, EXIT_PARTIAL, EXIT_USAGE = 0, 2, 2
 
 
 def aws_options(fn):
-    """The AWS options shared by collect, live query and remediate (DESIGN.md)."""
+    """The AWS options shared by collect, live query and remediate (DESIGN.md).
+
+    Only parsing here: :func:`bedrock_sql.aws.resolve_scope` validates and resolves them.
+    """
     options = [
         click.option("--profile", "profiles", multiple=True, metavar="NAME", help="AWS profile to scan (repeatable, one account each)."),
         click.option("--region", "regions", multiple=True, metavar="NAME", help="Region to scan (repeatable). Default: the session's region."),
         click.option("--all-regions", is_flag=True, help="Every region where Bedrock is offered and the account has enabled."),
         click.option("--role-arn", "role_arns", multiple=True, metavar="ARN", help="Role to assume in each account (repeatable)."),
-        click.option("--external-id", metavar="ID", help="External ID for --role-arn."),
+        click.option("--external-id", metavar="ID", help="External ID for the roles of --role-arn, --org-role, --accounts-file."),
+        click.option("--org-role", metavar="NAME",
+                     help="Assume role NAME in every active account of the AWS Organization (run from the management or a delegated administrator account)."),
+        click.option("--org-exclude", "org_exclude", multiple=True, metavar="ID", help="An account --org-role skips (repeatable)."),
+        click.option("--accounts-file", type=click.Path(dir_okay=False), metavar="FILE",
+                     help="CSV or JSON: account_id, role_arn or profile, regions (optional) of each account to audit."),
         click.option("--endpoint-url", metavar="URL", help="Custom AWS endpoint (AWS_ENDPOINT_URL works too)."),
         click.option("--max-workers", type=click.IntRange(min=1), default=DEFAULT_MAX_WORKERS, show_default=True, help="Concurrent AWS calls."),
     ]
@@ -42,7 +50,8 @@ def aws_options(fn):
         fn = option(fn)
 
     @functools.wraps(fn)
-    def wrapper(*args, profiles, regions, all_regions, role_arns, external_id, endpoint_url, max_workers, **kwargs):
+    def wrapper(*args, profiles, regions, all_regions, role_arns, external_id, org_role, org_exclude, accounts_file,
+                endpoint_url, max_workers, **kwargs):
         kwargs["aws"] = AwsOptions(
             profiles=tuple(profiles),
             regions=tuple(regions),
@@ -51,6 +60,9 @@ def aws_options(fn):
             external_id=external_id,
             endpoint_url=endpoint_url,
             max_workers=max_workers,
+            org_role=org_role,
+            org_exclude=tuple(org_exclude),
+            accounts_file=accounts_file,
         )
         return fn(*args, **kwargs)
 
@@ -132,9 +144,21 @@ def _print_collect_summary(result: CollectResult, seconds: float) -> None:
         f"Collected {counts} from {len(result.scope.accounts)} account(s) and "
         f"{len(result.scope.regions)} region(s) in {seconds:.1f}s ({result.api_calls} API calls) -> {result.path}"
     )
-    if result.errors:
-        echo(f"Partial snapshot: {len(result.errors)} AWS call(s) failed (see table bedrock_sql_errors):")
-        _echo_errors(result.errors)
+    for note in result.scope.notes:
+        echo(f"Note: {note}")
+    failed = result.scope.failed_accounts
+    if failed:
+        echo(f"Partial snapshot: {len(failed)} account(s) could not be reached (recorded in bedrock_sql_errors "
+             "for every table and region; the controls answer error there):")
+        for account in failed[:10]:
+            echo(f"  {account}")
+        if len(failed) > 10:
+            echo(f"  ... and {len(failed) - 10} more")
+    unreached = {a.account_id for a in failed}
+    errors = [e for e in result.errors if e.account_id not in unreached]
+    if errors:
+        echo(f"Partial snapshot: {len(errors)} AWS call(s) failed (see table bedrock_sql_errors):")
+        _echo_errors(errors)
 
 
 def _echo_errors(errors: list[ErrorRecord], limit: int = 10) -> None:

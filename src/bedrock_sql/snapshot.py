@@ -20,8 +20,8 @@ from urllib.parse import quote
 import apsw
 
 from . import __version__
-from .aws import Scope, Unit
-from .engine import ERROR_COLUMNS, Engine, ErrorLog, ErrorRecord
+from .aws import Scope, Unit, record_failed_accounts
+from .engine import ERROR_COLUMNS, Engine, ErrorLog, ErrorRecord, offered
 from .errors import UserError
 from .providers import TABLES
 from .providers.base import TEXT, Column, Table, iso_utc
@@ -129,6 +129,8 @@ def collect(
         raise UserError(f"cannot write a snapshot at {target}: {exc.strerror}") from None
 
     errors = ErrorLog()
+    # Accounts that could not be reached: one row per table and region, as a failed listing.
+    record_failed_accounts(scope, errors, tables, offered)
     engine = Engine(scope, errors, max_workers=max_workers, on_unit_done=on_unit_done)
     started = _now()
     try:

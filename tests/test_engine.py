@@ -151,3 +151,7 @@ def test_region_without_bedrock_is_skipped_for_bedrock_tables_only(aws, tmp_path
     assert ("bedrock", "us-east-1") in called and ("kms", "ap-east-1") in called
     assert result.row_counts["aws_kms_key"] == 1
     assert unoffered(scope, ["bedrock", "kms"]) == [("bedrock", "ap-east-1")]
+    assert any("Bedrock is not offered in ap-east-1" in note for note in scope.notes)
+    import sqlite3
+    notes = sqlite3.connect(tmp_path / "s.db").execute("SELECT notes FROM bedrock_sql_runs").fetchone()[0]
+    assert "ap-east-1" in notes

@@ -10,6 +10,7 @@ command scans.
 
 from __future__ import annotations
 
+import functools
 import getpass
 import os
 import random
@@ -493,6 +494,20 @@ def known_regions(service: str = "bedrock") -> set[str]:
     }
 
 
+@functools.lru_cache(maxsize=None)
+def _service_regions(service: str) -> frozenset[str]:
+    return frozenset(known_regions(service))
+
+
+def offered(service: str, region: str) -> bool:
+    """Whether botocore knows ``service`` in ``region`` (Bedrock is not in every region).
+
+    A region botocore knows nothing about at all (newer than this botocore) is assumed to
+    offer it: skipping it would hide data.
+    """
+    return region in _service_regions(service) or region not in _service_regions("kms")
+
+
 def all_region_names() -> set[str]:
     """Every region name botocore knows, to tell a typo from a real region."""
     return known_regions("ec2") | known_regions("bedrock")
@@ -806,4 +821,9 @@ def resolve_scope(opts: AwsOptions) -> Scope:
     units = [Unit(account=a, account_id=a.account_id, region=r) for a in accounts for r in a.regions]
     scanned = sorted({u.region for u in units}) or resolver.bedrock_regions()
     failures = [f if f.regions else replace(f, regions=tuple(scanned)) for f in failures]
+    for region in sorted({u.region for u in units}):
+        if not offered("bedrock", region):
+            resolver.notes.append(
+                f"Amazon Bedrock is not offered in {region} (per botocore): its Bedrock tables are skipped there"
+            )
     return Scope(accounts=accounts, units=units, factory=factory, failed_accounts=failures, notes=resolver.notes)

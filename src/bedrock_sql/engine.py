@@ -12,7 +12,6 @@ the other units still answer.
 
 from __future__ import annotations
 
-import functools
 import queue
 import threading
 from collections import deque
@@ -21,7 +20,7 @@ from dataclasses import dataclass, field
 from datetime import datetime, timezone
 from typing import Callable, Iterator
 
-from .aws import ApiError, Cancelled, Scope, Unit, UnitApi, known_regions
+from .aws import ApiError, Cancelled, Scope, Unit, UnitApi, offered
 from .providers.base import Table, arn_account, arn_region, iso_utc
 
 ERROR_COLUMNS = (
@@ -91,20 +90,6 @@ class ScanPlan:
     accounts: set[str] | None = None  # None: every account in scope
     get_keys: list[str] | None = None  # set: answer with one get per key, no listing
     list_params: dict = field(default_factory=dict)
-
-
-@functools.lru_cache(maxsize=None)
-def _service_regions(service: str) -> frozenset[str]:
-    return frozenset(known_regions(service))
-
-
-def offered(service: str, region: str) -> bool:
-    """Whether botocore knows ``service`` in ``region`` (Bedrock is not in every region).
-
-    A region botocore knows nothing about at all (newer than this botocore) is assumed to
-    offer it: skipping it would hide data.
-    """
-    return region in _service_regions(service) or region not in _service_regions("kms")
 
 
 def unoffered(scope: Scope, services: Iterator[str]) -> list[tuple[str, str]]:

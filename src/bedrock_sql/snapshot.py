@@ -51,6 +51,7 @@ RUN_TABLE_COLUMNS = [
     Column("regions", TEXT, "JSON array of the regions scanned."),
     Column("tool_version", TEXT, "The bedrock-sql version that collected."),
     Column("api_calls", "INTEGER", "How many AWS API calls the run made."),
+    Column("notes", TEXT, "JSON array of things worth knowing (e.g. regions without Bedrock, skipped accounts)."),
 ]
 
 # Descriptions of the bookkeeping tables, for `schema`.
@@ -154,7 +155,7 @@ def collect(
             )
             api_calls = scope.factory.total_calls()
             connection.execute(
-                f"INSERT INTO snapshot.{RUNS_TABLE} VALUES (?, ?, ?, ?, ?, ?, ?, ?)",
+                f"INSERT INTO snapshot.{RUNS_TABLE} VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)",
                 (
                     str(uuid.uuid4()),
                     started,
@@ -164,6 +165,7 @@ def collect(
                     json.dumps(scope.regions),
                     __version__,
                     api_calls,
+                    json.dumps(scope.notes),
                 ),
             )
             for table in tables.values():

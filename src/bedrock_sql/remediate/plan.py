@@ -1,45 +1,31 @@
-"""Remediation of the seed rule: re-create non-compliant custom models with a CMK.
-
-The key of an existing Bedrock custom model cannot change. The fix for a model that fails
-``bedrock_custom_model_encrypted_with_cmk`` is a symmetric KMS customer-managed key (CMK) in
-the model's region, whose key policy lets the customization job's service role use it, and
-the model customization job re-run with the same configuration plus ``customModelKmsKeyId``.
+"""Planning the remediation of the seed rule from a snapshot.
 
 This module turns a snapshot into a :class:`Plan` -- ordered :class:`Step` objects, each an
 AWS API call with its exact parameters (``params`` is what boto3 takes), plus
-:class:`ManualStep` objects for models no customization job produced -- and then into a
-bash script of AWS CLI commands (:func:`render_script`), a JSON document
-(:func:`plan_json`), or changes in AWS (:func:`apply_plan`). Planning reads only the
-snapshot (and, for a source job missing from it, ``GetModelCustomizationJob``); nothing is
-created, changed or deleted anywhere but in :func:`apply_plan`, and that never deletes.
-
-Keys created by the plan are not known when planning: later steps refer to them with a
-placeholder ``${KEY_ARN_<account>_<region>}``, which :func:`apply_plan` replaces with the
-ARN ``CreateKey`` returned and the script turns into a shell variable of the same name.
+:class:`ManualStep` objects for models no customization job produced: which models fail
+(the targets), which key each account and region gets (an existing key, or one to create
+with :func:`key_policy`), and the customization job that re-creates each model. It also
+says what a plan does (:func:`plan_json`, :func:`describe_plan`, :func:`next_steps`).
+Planning reads only the snapshot (and, for a source job missing from it,
+``GetModelCustomizationJob``); it creates, changes and deletes nothing.
 """
 
 from __future__ import annotations
 
 import hashlib
 import json
-import os
 import re
-import shlex
-import textwrap
 import uuid
-from dataclasses import dataclass, field, replace
+from dataclasses import dataclass, field
 from functools import lru_cache
-from pathlib import Path
 from typing import Any, Callable, Sequence
 
-from . import __version__
-from .aws import ApiError, AwsOptions, Scope, Unit, UnitApi, resolve_scope
-from .errors import UserError
-from .sql import run_query
+from ..errors import UserError
+from ..providers.base import arn_account, arn_region
+from ..sql import run_query
 
 SEED_CONTROL = "bedrock_custom_model_encrypted_with_cmk"
 DEFAULT_SUFFIX = "-cmk"
-SCRIPT_NAME = "bedrock-cmk-remediation.sh"
 
 MODELS = "aws_bedrock_custom_model"
 JOBS = "aws_bedrock_model_customization_job"
@@ -358,7 +344,7 @@ def _collected_at(connection) -> str | None:
 
 
 def _targets(connection, models: Sequence[str], regions: Sequence[str], plan: Plan) -> list[Target]:
-    from .controls import load_controls, run_control
+    from ..controls import load_controls, run_control
 
     control = next(c for c in load_controls() if c.id == SEED_CONTROL)
     findings = {f.resource: f for f in run_control(connection, control)}
@@ -435,12 +421,6 @@ def _job_from_row(row: dict[str, Any]) -> dict[str, Any]:
     }
 
 
-def _arn_parts(arn: str | None) -> tuple[str, str, str] | None:
-    """(partition, region, account) of an ARN, or None."""
-    parts = (arn or "").split(":", 5)
-    return (parts[1], parts[3], parts[4]) if len(parts) == 6 and parts[0] == "arn" else None
-
-
 def _source_job(connection, target: Target, lookup: JobLookup | None) -> dict[str, Any] | str:
     """The job that produced ``target`` (a dict), or why there is none (a str)."""
     row = target.row
@@ -449,8 +429,8 @@ def _source_job(connection, target: Target, lookup: JobLookup | None) -> dict[st
     job_arn, job_name = row.get("job_arn"), row.get("job_name")
     if not job_arn and not job_name:
         return "no-job"
-    parts = _arn_parts(job_arn)
-    if parts and (parts[1], parts[2]) != (target.region, target.account_id):
+    job_region = arn_region(job_arn or "")
+    if job_region is not None and (job_region, arn_account(job_arn)) != (target.region, target.account_id):
         return "copied"
     found = _query(
         connection,
@@ -870,14 +850,14 @@ def _manual_step(connection, target: Target, why: str, key: KeyChoice, suffix: s
         )
     if why in ("copied", "no-job"):
         source_arn = "<the ARN of the model this one was copied from>"
-        parts = _arn_parts(row.get("job_arn"))
-        if parts:
+        job_region = arn_region(row.get("job_arn") or "")
+        if job_region is not None:
             found = _query(connection, f"SELECT output_model_arn FROM {JOBS} WHERE arn = ?", (row["job_arn"],))
             if found and found[0]["output_model_arn"]:
                 source_arn = found[0]["output_model_arn"]
         origin = (
-            f"was copied from another account or region (its job {row['job_arn']} ran in {parts[2]}/{parts[1]})"
-            if why == "copied" and parts
+            f"was copied from another account or region (its job {row['job_arn']} ran in {arn_account(row['job_arn'])}/{job_region})"
+            if why == "copied" and job_region is not None
             else "has no customization job on record (an imported or copied model)"
         )
         return ManualStep(
@@ -1005,501 +985,3 @@ def next_steps(plan: Plan, started: Sequence[tuple[str, str, str]] = ()) -> list
         n += 1
     lines.append(f"  {n}. Collect again and check: bedrock-sql collect && bedrock-sql check {SEED_CONTROL}")
     return lines
-
-
-# --- the bash script
-
-
-def _shell_value(value: Any) -> str:
-    if isinstance(value, str):
-        match = re.fullmatch(r"\$\{(\w+)\}", value)
-        if match:
-            return f'"${match.group(1)}"'
-        return shlex.quote(value)
-    if isinstance(value, bool):
-        return "true" if value else "false"
-    if isinstance(value, (int, float)):
-        return str(value)
-    return shlex.quote(json.dumps(value, separators=(",", ":")))
-
-
-def _cli_args(params: dict[str, Any], overrides: dict[str, str] | None = None) -> list[str]:
-    from botocore import xform_name
-
-    args = []
-    for name, value in params.items():
-        rendered = (overrides or {}).get(name)
-        args.append(f"--{xform_name(name, '-')} {rendered if rendered is not None else _shell_value(value)}")
-    return args
-
-
-def _comment(text: str, indent: str = "") -> list[str]:
-    clean = " ".join(str(text).split())  # one line of text: no newline can end a comment early
-    return [f"{indent}# {line}" for line in textwrap.wrap(clean, 96 - len(indent), break_on_hyphens=False, break_long_words=False)]
-
-
-def _command(head: str, args: list[str], indent: str, tail: str = "") -> list[str]:
-    """A command over several lines: ``head`` (already indented), one argument a line."""
-    lines = [f"{head} \\"]
-    for arg in args:
-        lines.append(f"{indent}  {arg} \\")
-    if tail:
-        lines.append(f"{indent}  {tail}")
-    else:
-        lines[-1] = lines[-1][:-2]
-    return lines
-
-
-def render_script(plan: Plan) -> tuple[str, dict[str, str]]:
-    """The plan as a bash script of AWS CLI commands, and the key policy files it reads.
-
-    Returns ``(script, {file name: content})``; the files go beside the script, which
-    finds them through its own directory. The script is safe to run twice: it reuses the
-    key an alias already names and skips jobs that already exist.
-    """
-    files = {k.policy_file: json.dumps(k.policy, indent=2) + "\n" for k in plan.keys if k.create}
-    accounts = plan.account_ids
-    out = [
-        "#!/usr/bin/env bash",
-        "# Re-create Amazon Bedrock custom models with a KMS customer-managed key (CMK).",
-        "#",
-        *_comment(
-            f"Written by bedrock-sql {__version__} remediate from snapshot {plan.snapshot or '(unnamed)'}"
-            + (f", collected {plan.collected_at}" if plan.collected_at else "")
-            + f". {len(plan.targets)} model(s) fail {SEED_CONTROL}: for each, this script starts the "
-            "customization job again with the same configuration plus --custom-model-kms-key-id. "
-            "It creates nothing twice when run again, and deletes nothing."
-        ),
-        *_comment(
-            f"Account(s): {', '.join(accounts)}. Run it with credentials for each account in turn (e.g. "
-            "AWS_PROFILE=...): each run does the steps of the account the credentials belong to."
-        ),
-        *(_comment("Key policies: the key-policy-*.json files beside this script.") if files else []),
-        "set -euo pipefail",
-        "",
-        'HERE="$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)"',
-        'ACCOUNT_ID="$(aws sts get-caller-identity --query Account --output text)"',
-        'case "$ACCOUNT_ID" in',
-        f"  {'|'.join(accounts)}) ;;",
-        f'  *) echo "This plan is for account(s) {", ".join(accounts)}; these credentials are for account $ACCOUNT_ID." >&2; exit 1 ;;',
-        "esac",
-    ]
-    for account_id in accounts:
-        out += ["", f'if [ "$ACCOUNT_ID" = "{account_id}" ]; then', f'  echo "Account {account_id}"']
-        regions = sorted({s.region for s in [*plan.steps, *plan.manual_steps] if s.account_id == account_id})
-        for region in regions:
-            out += ["", f"  # ---- {account_id} {region} " + "-" * max(4, 70 - len(account_id) - len(region))]
-            steps = [s for s in plan.steps if (s.account_id, s.region) == (account_id, region)]
-            for step in steps:
-                out += _script_step(step, files)
-            for manual in (m for m in plan.manual_steps if (m.account_id, m.region) == (account_id, region)):
-                out += [""] + _comment("MANUAL: " + manual.reason + " Fill in the <...> values:", "  ")
-                command = _command(
-                    f"aws {manual.service} {_cli_operation(manual.operation)}",
-                    [f"--region {manual.region}", *_cli_args(manual.params)],
-                    "",
-                )
-                out += [f"  #   {' '.join(line.split(chr(10)))}" for line in command]
-                out.append(f"  echo {shlex.quote(f'Manual step left for {manual.model_name}: see the comment in this script.')}")
-        out.append("fi")
-    out += ["", "cat <<'NEXT_STEPS'", *next_steps(plan), "NEXT_STEPS", ""]
-    return "\n".join(out), files
-
-
-def _cli_operation(operation: str) -> str:
-    from botocore import xform_name
-
-    return xform_name(operation, "-")
-
-
-def _script_step(step: Step, files: dict[str, str]) -> list[str]:
-    indent = "  "
-    region = f"--region {step.region}"
-    if step.operation == "CreateKey":
-        var = next(iter(step.outputs))
-        policy_file = f"key-policy-{step.account_id}-{step.region}.json"
-        assert policy_file in files
-        args = _cli_args(step.params, {"Policy": f'"file://$HERE/{policy_file}"'})
-        return [
-            "",
-            *_comment(step.comment, indent),
-            *_comment(f"Reuse the key {step.alias} names if it exists (a second run creates nothing).", indent),
-            f'{indent}{var}="$(aws kms describe-key {region} --key-id {shlex.quote(step.alias or "")} '
-            '--query KeyMetadata.Arn --output text 2>/dev/null || true)"',
-            f'{indent}if [ -z "${var}" ] || [ "${var}" = "None" ]; then',
-            *_command(f'{indent}  {var}="$(aws kms create-key', [region, *args], indent + "  ", "--query KeyMetadata.Arn --output text)\""),
-        ]
-    if step.operation == "CreateAlias":
-        var = re.fullmatch(r"\$\{(\w+)\}", step.params["TargetKeyId"]).group(1)
-        return [
-            f"{indent}  aws kms create-alias {region} {' '.join(_cli_args(step.params))}",
-            f'{indent}  echo "Created key ${var} ({step.params["AliasName"]})"',
-            f"{indent}else",
-            f'{indent}  echo "Reusing key ${var} ({step.params["AliasName"]} already exists)"',
-            f"{indent}fi",
-        ]
-    if step.operation == "EnableKeyRotation":
-        return [f"{indent}aws kms enable-key-rotation {region} {' '.join(_cli_args(step.params))}"]
-    if step.operation == "CreateModelCustomizationJob":
-        job = step.params["jobName"]
-        return [
-            "",
-            *_comment(step.comment, indent),
-            f"{indent}if aws bedrock get-model-customization-job {region} --job-identifier {shlex.quote(job)} >/dev/null 2>&1; then",
-            f"{indent}  echo {shlex.quote(f'Job {job} already exists: nothing started')}",
-            f"{indent}else",
-            f"{indent}  echo {shlex.quote(f'Starting job {job}:')}",
-            *_command(
-                f"{indent}  aws bedrock create-model-customization-job",
-                [region, *_cli_args(step.params)],
-                indent + "  ",
-                "--query jobArn --output text",
-            ),
-            f"{indent}fi",
-        ]
-    # Any other step: the plain command.
-    head = f"{indent}aws {step.service} {_cli_operation(step.operation)}"
-    return ["", *_comment(step.comment, indent), *_command(head, [region, *_cli_args(step.params)], indent)]
-
-
-def write_script(plan: Plan, out_dir: str | os.PathLike, *, force: bool = False) -> list[Path]:
-    """Write the script and its key policies into ``out_dir``; refuse to overwrite unless ``force``.
-
-    The files map the estate (roles, buckets, VPCs), so they are created readable by their
-    owner only, like the snapshot. Nothing is written if any file exists (without force).
-    """
-    script, files = render_script(plan)
-    folder = Path(out_dir)
-    contents = {SCRIPT_NAME: script, **files}
-    if folder.exists() and not folder.is_dir():
-        raise UserError(f"--out-dir {folder}: not a directory")
-    if not force:
-        clash = [name for name in contents if (folder / name).exists()]
-        if clash:
-            raise UserError(f"{folder / clash[0]} already exists: pass --force to overwrite it, or choose another --out-dir")
-    try:
-        folder.mkdir(parents=True, exist_ok=True)
-        written = []
-        for name, text in contents.items():
-            path = folder / name
-            flags = os.O_WRONLY | os.O_CREAT | os.O_TRUNC | (0 if force else os.O_EXCL)
-            fd = os.open(path, flags, 0o700 if name == SCRIPT_NAME else 0o600)
-            with os.fdopen(fd, "w", encoding="utf-8") as handle:
-                handle.write(text)
-            written.append(path)
-    except OSError as exc:
-        raise UserError(f"cannot write the plan into {folder}: {exc.strerror}") from None
-    return written
-
-
-# --------------------------------------------------------------------------- live AWS
-
-
-class LiveAws:
-    """AWS access for remediate, resolved only when first needed (same options as collect).
-
-    Plans need it only for a source job missing from the snapshot; ``--apply`` for every
-    step, each run with the credentials of its account.
-    """
-
-    def __init__(self, options: AwsOptions, scope: Scope | None = None):
-        self.options = options
-        self._scope = scope
-        self._failure: str | None = None
-
-    def scope(self, region: str) -> Scope:
-        if self._scope is None:
-            options = self.options
-            if not options.regions:
-                # The plan says where to act; the region here only names the STS endpoint.
-                options = replace(options, regions=(region,), all_regions=False)
-            self._scope = resolve_scope(options)
-        return self._scope
-
-    def api(self, account_id: str, region: str) -> UnitApi:
-        scope = self.scope(region)
-        for account in scope.accounts:
-            if account.account_id == account_id:
-                return UnitApi(scope.factory, Unit(account=account, account_id=account_id, region=region))
-        for failed in getattr(scope, "failed_accounts", ()):
-            if failed.account_id == account_id:
-                raise UserError(f"the plan acts in account {account_id}, which could not be reached: {failed}")
-        reached = ", ".join(a.account_id for a in scope.accounts) or "none"
-        raise UserError(
-            f"the plan acts in account {account_id}, but the AWS options reach only {reached}: "
-            "add --profile or --role-arn for it"
-        )
-
-    def job(self, account_id: str, region: str, name: str) -> dict[str, Any] | None:
-        """GetModelCustomizationJob (and its tags), or None when it does not exist."""
-        from .providers.bedrock_model_customization_job import get_job
-
-        if self._failure:
-            raise Unavailable(self._failure)
-        try:
-            api = self.api(account_id, region)
-        except UserError as exc:
-            if self._scope is None:
-                self._failure = str(exc)  # no credentials: do not try again for every job
-            raise Unavailable(str(exc)) from None
-        try:
-            return get_job(api, name)
-        except ApiError as exc:
-            raise Unavailable(f"{exc.code}: {exc.message}") from None
-
-    def key(self, arn: str) -> dict[str, Any] | None:
-        """DescribeKey, as the columns of aws_kms_key; None when there is no such key."""
-        parts = _arn_parts(arn)
-        assert parts is not None
-        _, region, account_id = parts
-        scope = self.scope(region)
-        ids = [a.account_id for a in scope.accounts]
-        api = self.api(account_id if account_id in ids else ids[0], region)
-        try:
-            meta = api.call("kms", "describe_key", KeyId=arn)["KeyMetadata"]
-        except ApiError as exc:
-            if exc.code == "NotFoundException":
-                return None
-            raise UserError(f"cannot describe --kms-key {arn}: {exc.code}: {exc.message}") from None
-        return _key_columns(meta, account_id, region)
-
-
-def _key_columns(meta: dict[str, Any], account_id: str, region: str) -> dict[str, Any]:
-    deletion = meta.get("DeletionDate")
-    return {
-        "arn": meta["Arn"],
-        "id": meta.get("KeyId"),
-        "key_manager": meta.get("KeyManager"),
-        "key_state": meta.get("KeyState"),
-        "key_spec": meta.get("KeySpec") or meta.get("CustomerMasterKeySpec"),
-        "key_usage": meta.get("KeyUsage"),
-        "deletion_date": deletion.isoformat() if hasattr(deletion, "isoformat") else deletion,
-        "account_id": account_id,
-        "region": region,
-        "policy": None,
-    }
-
-
-# --------------------------------------------------------------------------- apply
-
-
-@dataclass
-class ApplyResult:
-    created_keys: list[tuple[str, str, str]] = field(default_factory=list)  # (account, region, arn)
-    reused_keys: list[tuple[str, str, str]] = field(default_factory=list)
-    started_jobs: list[tuple[str, str, str, str]] = field(default_factory=list)  # (model arn, region, job name, job arn)
-    existing_jobs: list[tuple[str, str, str, str]] = field(default_factory=list)
-    rotation_enabled: list[str] = field(default_factory=list)
-
-    @property
-    def created_anything(self) -> bool:
-        return bool(self.created_keys or self.started_jobs or self.rotation_enabled)
-
-
-def _resolve(value: Any, values: dict[str, str]) -> Any:
-    """Replace ``${NAME}`` placeholders with what earlier steps returned."""
-    if isinstance(value, str):
-        match = re.fullmatch(r"\$\{(\w+)\}", value)
-        if match:
-            if match.group(1) not in values:
-                raise UserError(f"internal: ${{{match.group(1)}}} is used before a step sets it")
-            return values[match.group(1)]
-        return value
-    if isinstance(value, dict):
-        return {k: _resolve(v, values) for k, v in value.items()}
-    if isinstance(value, list):
-        return [_resolve(v, values) for v in value]
-    return value
-
-
-def apply_plan(plan: Plan, live: LiveAws, *, on_event: Callable[[str], None] | None = None) -> ApplyResult:
-    """Carry out the plan's steps with boto3. Idempotent; never deletes anything.
-
-    A key whose alias already exists is reused (not created again); a job that already
-    exists with this plan's client request token is reported, not started again. The first
-    failure stops the run with a :class:`UserError` saying what was done before it;
-    running again skips what is done.
-    """
-    say = on_event or (lambda message: None)
-    result = ApplyResult()
-    for account_id in plan.account_ids:  # every account reachable before anything changes
-        live.api(account_id, plan.regions[0] if plan.regions else "us-east-1")
-    _preflight(plan, live)
-    values: dict[str, str] = {}
-    reused: set[str] = set()  # variables of keys that already existed
-    done = 0
-    for step in plan.steps:
-        api = live.api(step.account_id, step.region)
-        where = f"{step.account_id}/{step.region}"
-        try:
-            _apply_step(step, api, where, values, reused, result, say)
-        except ApiError as exc:
-            raise UserError(
-                f"{exc.operation} in {where} failed: {exc.code}: {exc.message} "
-                f"({done} step(s) done before it; fix this and run again: done steps are skipped)"
-            ) from None
-        done += 1
-    return result
-
-
-def _preflight(plan: Plan, live: LiveAws) -> None:
-    """Refuse, before anything changes, what AWS holds now and the snapshot did not show:
-    an alias naming an unusable key, a job name someone else's job already has."""
-    for step in plan.steps:
-        api = live.api(step.account_id, step.region)
-        where = f"{step.account_id}/{step.region}"
-        try:
-            if step.operation == "CreateKey":
-                existing = _describe_alias(api, step.alias or "")
-                problem = existing and _key_problem(_key_columns(existing, step.account_id, step.region))
-                if problem:
-                    raise UserError(
-                        f"{step.alias} already exists in {where}, but its key {existing['Arn']} "
-                        f"{problem.split(': ', 1)[0]}: fix that key, or choose another --alias (nothing changed)"
-                    )
-            elif step.operation == "CreateModelCustomizationJob":
-                job = _get_job(api, step.params["jobName"])
-                if job is not None and job.get("clientRequestToken") != step.params.get("clientRequestToken"):
-                    raise UserError(
-                        f"a job named {step.params['jobName']} already exists in {where} and this plan did not start "
-                        "it (different client request token): choose another --suffix (nothing changed)"
-                    )
-        except ApiError as exc:
-            raise UserError(f"{exc.operation} in {where} failed: {exc.code}: {exc.message} (nothing changed)") from None
-
-
-def _apply_step(step: Step, api: UnitApi, where: str, values: dict, reused: set, result: ApplyResult, say) -> None:
-    params = _resolve(step.params, values)
-    if step.operation == "CreateKey":
-        var = next(iter(step.outputs))
-        existing = _describe_alias(api, step.alias or "")
-        if existing is not None:
-            problem = _key_problem(_key_columns(existing, step.account_id, step.region))
-            if problem:
-                raise UserError(
-                    f"{step.alias} already exists in {where}, but its key {existing['Arn']} "
-                    f"{problem.split(': ', 1)[0]}: fix that key, or choose another --alias"
-                )
-            values[var] = existing["Arn"]
-            reused.add(var)
-            result.reused_keys.append((step.account_id, step.region, existing["Arn"]))
-            say(f"{where}: {step.alias} already exists: reusing key {existing['Arn']} (nothing created)")
-            _warn_policy(api, existing["Arn"], step, say, where)
-            return
-        arn = api.call("kms", "create_key", **params)["KeyMetadata"]["Arn"]
-        values[var] = arn
-        result.created_keys.append((step.account_id, step.region, arn))
-        say(f"{where}: created key {arn}")
-        return
-    if step.operation == "CreateAlias":
-        var = re.fullmatch(r"\$\{(\w+)\}", step.params["TargetKeyId"])
-        if var and var.group(1) in reused:
-            return
-        api.call("kms", "create_alias", **params)
-        say(f"{where}: created alias {params['AliasName']} -> {params['TargetKeyId']}")
-        return
-    if step.operation == "EnableKeyRotation":
-        status = api.call("kms", "get_key_rotation_status", KeyId=params["KeyId"])
-        if status.get("KeyRotationEnabled"):
-            return
-        api.call("kms", "enable_key_rotation", **params)
-        result.rotation_enabled.append(params["KeyId"])
-        say(f"{where}: enabled automatic rotation of {params['KeyId']}")
-        return
-    if step.operation == "CreateModelCustomizationJob":
-        name = params["jobName"]
-        existing = _get_job(api, name)
-        if existing is not None:
-            if existing.get("clientRequestToken") != params.get("clientRequestToken"):
-                raise UserError(
-                    f"a job named {name} already exists in {where} and this plan did not start it "
-                    "(different client request token): choose another --suffix"
-                )
-            result.existing_jobs.append((step.model_arn or "", step.region, name, existing["jobArn"]))
-            say(f"{where}: job {name} already exists: {existing['jobArn']} (nothing started)")
-            return
-        arn = api.call("bedrock", "create_model_customization_job", **params)["jobArn"]
-        result.started_jobs.append((step.model_arn or "", step.region, name, arn))
-        say(f"{where}: started job {name}: {arn}")
-        return
-    raise UserError(f"internal: no way to apply {step.operation}")
-
-
-def _describe_alias(api: UnitApi, alias: str) -> dict[str, Any] | None:
-    try:
-        return api.call("kms", "describe_key", KeyId=alias)["KeyMetadata"]
-    except ApiError as exc:
-        if exc.code == "NotFoundException":
-            return None
-        raise
-
-
-def _get_job(api: UnitApi, name: str) -> dict[str, Any] | None:
-    try:
-        return api.call("bedrock", "get_model_customization_job", jobIdentifier=name)
-    except ApiError as exc:
-        if exc.code in ("ResourceNotFoundException", "ValidationException"):
-            return None
-        raise
-
-
-def _warn_policy(api: UnitApi, arn: str, step: Step, say, where: str) -> None:
-    """Say so when a reused key's policy does not name the roles the plan's jobs run as."""
-    try:
-        policy = api.call("kms", "get_key_policy", KeyId=arn, PolicyName="default").get("Policy") or ""
-    except ApiError:
-        return
-    wanted = json.loads(step.params["Policy"])
-    roles = {
-        principal
-        for statement in wanted["Statement"]
-        if statement["Sid"] == "Allow use of the key"
-        for principal in statement["Principal"]["AWS"]
-    }
-    missing = sorted(r for r in roles if r not in policy)
-    if missing:
-        say(f"{where}: warning: the policy of key {arn} does not name {', '.join(missing)}; make sure the role(s) may use it")
-
-
-def apply_report(plan: Plan, result: ApplyResult) -> list[str]:
-    """The closing lines of an apply: the new jobs, whether anything was created, what is left."""
-    lines = []
-    jobs = result.started_jobs + result.existing_jobs
-    if result.started_jobs:
-        lines.append(f"Started {len(result.started_jobs)} customization job(s):")
-        lines.extend(f"  {arn}" for *_, arn in result.started_jobs)
-    if not result.created_anything:
-        lines.append("Nothing created: every key, alias and job of this plan already exists.")
-    started = [(region, name, _model_name(plan, model_arn, name)) for model_arn, region, name, _ in jobs]
-    lines.extend(next_steps(plan, started))
-    return lines
-
-
-def _model_name(plan: Plan, model_arn: str, job_name: str) -> str:
-    for step in plan.job_steps:
-        if step.params["jobName"] == job_name and step.model_arn == model_arn:
-            return step.params["customModelName"]
-    return job_name
-
-
-__all__ = [
-    "ApplyResult",
-    "KeyChoice",
-    "LiveAws",
-    "ManualStep",
-    "Plan",
-    "SEED_CONTROL",
-    "SCRIPT_NAME",
-    "Step",
-    "Target",
-    "Unavailable",
-    "apply_plan",
-    "apply_report",
-    "describe_plan",
-    "key_policy",
-    "next_steps",
-    "plan_json",
-    "plan_remediation",
-    "render_script",
-    "write_script",
-]

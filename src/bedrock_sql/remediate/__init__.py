@@ -1,0 +1,74 @@
+"""Remediation of the seed rule: re-create non-compliant custom models with a CMK.
+
+The key of an existing Bedrock custom model cannot change. The fix for a model that fails
+``bedrock_custom_model_encrypted_with_cmk`` is a symmetric KMS customer-managed key (CMK) in
+the model's region, whose key policy lets the customization job's service role use it, and
+the model customization job re-run with the same configuration plus ``customModelKmsKeyId``.
+
+This package turns a snapshot into a :class:`Plan` -- ordered :class:`Step` objects, each an
+AWS API call with its exact parameters (``params`` is what boto3 takes), plus
+:class:`ManualStep` objects for models no customization job produced -- and then into a
+bash script of AWS CLI commands (:func:`render_script`), a JSON document
+(:func:`plan_json`), or changes in AWS (:func:`apply_plan`). Planning reads only the
+snapshot (and, for a source job missing from it, ``GetModelCustomizationJob``); nothing is
+created, changed or deleted anywhere but in :func:`apply_plan`, and that never deletes.
+
+Keys created by the plan are not known when planning: later steps refer to them with a
+placeholder ``${KEY_ARN_<account>_<region>}``, which :func:`apply_plan` replaces with the
+ARN ``CreateKey`` returned and the script turns into a shell variable of the same name.
+
+The workflow, one module a stage (``script`` and ``apply`` build on ``plan``, never on
+each other):
+
+1. :mod:`.plan` -- :func:`plan_remediation` reads the snapshot: the failing models (the
+   targets), the key of each account and region (an existing key, or one to create with
+   :func:`key_policy`), the customization job that re-creates each model, and the manual
+   steps; :func:`plan_json`, :func:`describe_plan` and :func:`next_steps` say what it does.
+2. :mod:`.script` -- :func:`render_script` / :func:`write_script`: the plan as a bash
+   script and the key policy files it reads, for a human to review and run (the default).
+3. :mod:`.apply` -- :class:`LiveAws`, :func:`apply_plan` and :func:`apply_report`: the
+   plan carried out with boto3 (``remediate --apply``), after a preflight.
+"""
+
+from .apply import ApplyResult, LiveAws, apply_plan, apply_report
+from .plan import (
+    SEED_CONTROL,
+    KeyChoice,
+    ManualStep,
+    Plan,
+    Step,
+    Target,
+    Unavailable,
+    describe_plan,
+    key_policy,
+    key_variable,
+    next_steps,
+    plan_json,
+    plan_remediation,
+    request_token,
+)
+from .script import SCRIPT_NAME, render_script, write_script
+
+__all__ = [
+    "ApplyResult",
+    "KeyChoice",
+    "LiveAws",
+    "ManualStep",
+    "Plan",
+    "SEED_CONTROL",
+    "SCRIPT_NAME",
+    "Step",
+    "Target",
+    "Unavailable",
+    "apply_plan",
+    "apply_report",
+    "describe_plan",
+    "key_policy",
+    "key_variable",
+    "next_steps",
+    "plan_json",
+    "plan_remediation",
+    "render_script",
+    "request_token",
+    "write_script",
+]

@@ -1,0 +1,307 @@
+"""Carrying out a remediation plan in AWS with boto3.
+
+:class:`LiveAws` reaches each account of the plan with the same options as collect (it
+also answers the plan's live look-ups); :func:`apply_plan` runs the steps, idempotently and
+without ever deleting anything, after a preflight that refuses what AWS holds now and the
+snapshot did not show; :func:`apply_report` says what was done and what is left.
+"""
+
+from __future__ import annotations
+
+import json
+import re
+from dataclasses import dataclass, field, replace
+from typing import Any, Callable
+
+from ..aws import ApiError, AwsOptions, Scope, Unit, UnitApi, resolve_scope
+from ..errors import UserError
+from ..providers.base import arn_account, arn_region
+from .plan import Plan, Step, Unavailable, _key_problem, next_steps
+
+# --------------------------------------------------------------------------- live AWS
+
+
+class LiveAws:
+    """AWS access for remediate, resolved only when first needed (same options as collect).
+
+    Plans need it only for a source job missing from the snapshot; ``--apply`` for every
+    step, each run with the credentials of its account.
+    """
+
+    def __init__(self, options: AwsOptions, scope: Scope | None = None):
+        self.options = options
+        self._scope = scope
+        self._failure: str | None = None
+
+    def scope(self, region: str) -> Scope:
+        if self._scope is None:
+            options = self.options
+            if not options.regions:
+                # The plan says where to act; the region here only names the STS endpoint.
+                options = replace(options, regions=(region,), all_regions=False)
+            self._scope = resolve_scope(options)
+        return self._scope
+
+    def api(self, account_id: str, region: str) -> UnitApi:
+        scope = self.scope(region)
+        for account in scope.accounts:
+            if account.account_id == account_id:
+                return UnitApi(scope.factory, Unit(account=account, account_id=account_id, region=region))
+        for failed in getattr(scope, "failed_accounts", ()):
+            if failed.account_id == account_id:
+                raise UserError(f"the plan acts in account {account_id}, which could not be reached: {failed}")
+        reached = ", ".join(a.account_id for a in scope.accounts) or "none"
+        raise UserError(
+            f"the plan acts in account {account_id}, but the AWS options reach only {reached}: "
+            "add --profile or --role-arn for it"
+        )
+
+    def job(self, account_id: str, region: str, name: str) -> dict[str, Any] | None:
+        """GetModelCustomizationJob (and its tags), or None when it does not exist."""
+        from ..providers.bedrock_model_customization_job import get_job
+
+        if self._failure:
+            raise Unavailable(self._failure)
+        try:
+            api = self.api(account_id, region)
+        except UserError as exc:
+            if self._scope is None:
+                self._failure = str(exc)  # no credentials: do not try again for every job
+            raise Unavailable(str(exc)) from None
+        try:
+            return get_job(api, name)
+        except ApiError as exc:
+            raise Unavailable(f"{exc.code}: {exc.message}") from None
+
+    def key(self, arn: str) -> dict[str, Any] | None:
+        """DescribeKey, as the columns of aws_kms_key; None when there is no such key."""
+        region, account_id = arn_region(arn), arn_account(arn)
+        assert region is not None and account_id is not None
+        scope = self.scope(region)
+        ids = [a.account_id for a in scope.accounts]
+        api = self.api(account_id if account_id in ids else ids[0], region)
+        try:
+            meta = api.call("kms", "describe_key", KeyId=arn)["KeyMetadata"]
+        except ApiError as exc:
+            if exc.code == "NotFoundException":
+                return None
+            raise UserError(f"cannot describe --kms-key {arn}: {exc.code}: {exc.message}") from None
+        return _key_columns(meta, account_id, region)
+
+
+def _key_columns(meta: dict[str, Any], account_id: str, region: str) -> dict[str, Any]:
+    deletion = meta.get("DeletionDate")
+    return {
+        "arn": meta["Arn"],
+        "id": meta.get("KeyId"),
+        "key_manager": meta.get("KeyManager"),
+        "key_state": meta.get("KeyState"),
+        "key_spec": meta.get("KeySpec") or meta.get("CustomerMasterKeySpec"),
+        "key_usage": meta.get("KeyUsage"),
+        "deletion_date": deletion.isoformat() if hasattr(deletion, "isoformat") else deletion,
+        "account_id": account_id,
+        "region": region,
+        "policy": None,
+    }
+
+
+# --------------------------------------------------------------------------- apply
+
+
+@dataclass
+class ApplyResult:
+    created_keys: list[tuple[str, str, str]] = field(default_factory=list)  # (account, region, arn)
+    reused_keys: list[tuple[str, str, str]] = field(default_factory=list)
+    started_jobs: list[tuple[str, str, str, str]] = field(default_factory=list)  # (model arn, region, job name, job arn)
+    existing_jobs: list[tuple[str, str, str, str]] = field(default_factory=list)
+    rotation_enabled: list[str] = field(default_factory=list)
+
+    @property
+    def created_anything(self) -> bool:
+        return bool(self.created_keys or self.started_jobs or self.rotation_enabled)
+
+
+def _resolve(value: Any, values: dict[str, str]) -> Any:
+    """Replace ``${NAME}`` placeholders with what earlier steps returned."""
+    if isinstance(value, str):
+        match = re.fullmatch(r"\$\{(\w+)\}", value)
+        if match:
+            if match.group(1) not in values:
+                raise UserError(f"internal: ${{{match.group(1)}}} is used before a step sets it")
+            return values[match.group(1)]
+        return value
+    if isinstance(value, dict):
+        return {k: _resolve(v, values) for k, v in value.items()}
+    if isinstance(value, list):
+        return [_resolve(v, values) for v in value]
+    return value
+
+
+def apply_plan(plan: Plan, live: LiveAws, *, on_event: Callable[[str], None] | None = None) -> ApplyResult:
+    """Carry out the plan's steps with boto3. Idempotent; never deletes anything.
+
+    A key whose alias already exists is reused (not created again); a job that already
+    exists with this plan's client request token is reported, not started again. The first
+    failure stops the run with a :class:`UserError` saying what was done before it;
+    running again skips what is done.
+    """
+    say = on_event or (lambda message: None)
+    result = ApplyResult()
+    for account_id in plan.account_ids:  # every account reachable before anything changes
+        live.api(account_id, plan.regions[0] if plan.regions else "us-east-1")
+    _preflight(plan, live)
+    values: dict[str, str] = {}
+    reused: set[str] = set()  # variables of keys that already existed
+    done = 0
+    for step in plan.steps:
+        api = live.api(step.account_id, step.region)
+        where = f"{step.account_id}/{step.region}"
+        try:
+            _apply_step(step, api, where, values, reused, result, say)
+        except ApiError as exc:
+            raise UserError(
+                f"{exc.operation} in {where} failed: {exc.code}: {exc.message} "
+                f"({done} step(s) done before it; fix this and run again: done steps are skipped)"
+            ) from None
+        done += 1
+    return result
+
+
+def _preflight(plan: Plan, live: LiveAws) -> None:
+    """Refuse, before anything changes, what AWS holds now and the snapshot did not show:
+    an alias naming an unusable key, a job name someone else's job already has."""
+    for step in plan.steps:
+        api = live.api(step.account_id, step.region)
+        where = f"{step.account_id}/{step.region}"
+        try:
+            if step.operation == "CreateKey":
+                existing = _describe_alias(api, step.alias or "")
+                problem = existing and _key_problem(_key_columns(existing, step.account_id, step.region))
+                if problem:
+                    raise UserError(
+                        f"{step.alias} already exists in {where}, but its key {existing['Arn']} "
+                        f"{problem.split(': ', 1)[0]}: fix that key, or choose another --alias (nothing changed)"
+                    )
+            elif step.operation == "CreateModelCustomizationJob":
+                job = _get_job(api, step.params["jobName"])
+                if job is not None and job.get("clientRequestToken") != step.params.get("clientRequestToken"):
+                    raise UserError(
+                        f"a job named {step.params['jobName']} already exists in {where} and this plan did not start "
+                        "it (different client request token): choose another --suffix (nothing changed)"
+                    )
+        except ApiError as exc:
+            raise UserError(f"{exc.operation} in {where} failed: {exc.code}: {exc.message} (nothing changed)") from None
+
+
+def _apply_step(step: Step, api: UnitApi, where: str, values: dict, reused: set, result: ApplyResult, say) -> None:
+    params = _resolve(step.params, values)
+    if step.operation == "CreateKey":
+        var = next(iter(step.outputs))
+        existing = _describe_alias(api, step.alias or "")
+        if existing is not None:
+            problem = _key_problem(_key_columns(existing, step.account_id, step.region))
+            if problem:
+                raise UserError(
+                    f"{step.alias} already exists in {where}, but its key {existing['Arn']} "
+                    f"{problem.split(': ', 1)[0]}: fix that key, or choose another --alias"
+                )
+            values[var] = existing["Arn"]
+            reused.add(var)
+            result.reused_keys.append((step.account_id, step.region, existing["Arn"]))
+            say(f"{where}: {step.alias} already exists: reusing key {existing['Arn']} (nothing created)")
+            _warn_policy(api, existing["Arn"], step, say, where)
+            return
+        arn = api.call("kms", "create_key", **params)["KeyMetadata"]["Arn"]
+        values[var] = arn
+        result.created_keys.append((step.account_id, step.region, arn))
+        say(f"{where}: created key {arn}")
+        return
+    if step.operation == "CreateAlias":
+        var = re.fullmatch(r"\$\{(\w+)\}", step.params["TargetKeyId"])
+        if var and var.group(1) in reused:
+            return
+        api.call("kms", "create_alias", **params)
+        say(f"{where}: created alias {params['AliasName']} -> {params['TargetKeyId']}")
+        return
+    if step.operation == "EnableKeyRotation":
+        status = api.call("kms", "get_key_rotation_status", KeyId=params["KeyId"])
+        if status.get("KeyRotationEnabled"):
+            return
+        api.call("kms", "enable_key_rotation", **params)
+        result.rotation_enabled.append(params["KeyId"])
+        say(f"{where}: enabled automatic rotation of {params['KeyId']}")
+        return
+    if step.operation == "CreateModelCustomizationJob":
+        name = params["jobName"]
+        existing = _get_job(api, name)
+        if existing is not None:
+            if existing.get("clientRequestToken") != params.get("clientRequestToken"):
+                raise UserError(
+                    f"a job named {name} already exists in {where} and this plan did not start it "
+                    "(different client request token): choose another --suffix"
+                )
+            result.existing_jobs.append((step.model_arn or "", step.region, name, existing["jobArn"]))
+            say(f"{where}: job {name} already exists: {existing['jobArn']} (nothing started)")
+            return
+        arn = api.call("bedrock", "create_model_customization_job", **params)["jobArn"]
+        result.started_jobs.append((step.model_arn or "", step.region, name, arn))
+        say(f"{where}: started job {name}: {arn}")
+        return
+    raise UserError(f"internal: no way to apply {step.operation}")
+
+
+def _describe_alias(api: UnitApi, alias: str) -> dict[str, Any] | None:
+    try:
+        return api.call("kms", "describe_key", KeyId=alias)["KeyMetadata"]
+    except ApiError as exc:
+        if exc.code == "NotFoundException":
+            return None
+        raise
+
+
+def _get_job(api: UnitApi, name: str) -> dict[str, Any] | None:
+    try:
+        return api.call("bedrock", "get_model_customization_job", jobIdentifier=name)
+    except ApiError as exc:
+        if exc.code in ("ResourceNotFoundException", "ValidationException"):
+            return None
+        raise
+
+
+def _warn_policy(api: UnitApi, arn: str, step: Step, say, where: str) -> None:
+    """Say so when a reused key's policy does not name the roles the plan's jobs run as."""
+    try:
+        policy = api.call("kms", "get_key_policy", KeyId=arn, PolicyName="default").get("Policy") or ""
+    except ApiError:
+        return
+    wanted = json.loads(step.params["Policy"])
+    roles = {
+        principal
+        for statement in wanted["Statement"]
+        if statement["Sid"] == "Allow use of the key"
+        for principal in statement["Principal"]["AWS"]
+    }
+    missing = sorted(r for r in roles if r not in policy)
+    if missing:
+        say(f"{where}: warning: the policy of key {arn} does not name {', '.join(missing)}; make sure the role(s) may use it")
+
+
+def apply_report(plan: Plan, result: ApplyResult) -> list[str]:
+    """The closing lines of an apply: the new jobs, whether anything was created, what is left."""
+    lines = []
+    jobs = result.started_jobs + result.existing_jobs
+    if result.started_jobs:
+        lines.append(f"Started {len(result.started_jobs)} customization job(s):")
+        lines.extend(f"  {arn}" for *_, arn in result.started_jobs)
+    if not result.created_anything:
+        lines.append("Nothing created: every key, alias and job of this plan already exists.")
+    started = [(region, name, _model_name(plan, model_arn, name)) for model_arn, region, name, _ in jobs]
+    lines.extend(next_steps(plan, started))
+    return lines
+
+
+def _model_name(plan: Plan, model_arn: str, job_name: str) -> str:
+    for step in plan.job_steps:
+        if step.params["jobName"] == job_name and step.model_arn == model_arn:
+            return step.params["customModelName"]
+    return job_name

@@ -6,17 +6,27 @@ credential scope and botocore's service models) and recorded; a *rule* function 
 request first and may answer it with a canned :class:`CannedResponse` (an AWS error, a
 throttle...) instead of forwarding it to moto. Rules are plain callables, so a test can
 deny one region, throttle every third call, or count calls without touching moto.
+
+The proxy can also add a fixed ``latency`` to every request (as Bedrock's control plane
+takes 50-200 ms to answer), and a rule can make it hang up without answering
+(:meth:`CannedResponse.hang_up`), as an unreachable endpoint does. Ready-made rules:
+:func:`deny`, :class:`ThrottleFirstAttempts` (a deterministic throttling storm),
+:func:`throttle` (one operation, every attempt) and :func:`unreachable` (one region).
 """
 
 from __future__ import annotations
 
+import hashlib
 import http.client
 import json
 import os
 import re
+import socket
+import struct
 import subprocess
 import sys
 import threading
+import time
 from dataclasses import dataclass, field
 from functools import lru_cache
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
@@ -112,18 +122,52 @@ class CannedResponse:
     status: int
     body: bytes = b""
     headers: dict[str, str] = field(default_factory=dict)
+    # Set: answer nothing and drop the connection ("close": a clean FIN, "reset": an RST).
+    hangup: str | None = None
 
     @classmethod
     def aws_error(cls, status: int, code: str, message: str, protocol: str = "rest-json") -> "CannedResponse":
-        """An AWS error as the service's protocol writes it (rest-json/json or query)."""
+        """An AWS error as the service's protocol writes it (rest-json, json or query).
+
+        rest-json (Bedrock) names the code in the ``x-amzn-ErrorType`` header; json
+        (KMS) in the body's ``__type``, which is all botocore reads there; query (STS) in XML.
+        """
         if protocol == "query":
             body = (
                 f'<ErrorResponse xmlns="https://sts.amazonaws.com/doc/2011-06-15/"><Error><Type>Sender</Type>'
                 f"<Code>{code}</Code><Message>{message}</Message></Error><RequestId>e2e</RequestId></ErrorResponse>"
             ).encode()
             return cls(status, body, {"Content-Type": "text/xml"})
+        if protocol == "json":
+            body = json.dumps({"__type": code, "message": message}).encode()
+            return cls(status, body, {"Content-Type": "application/x-amz-json-1.1", "x-amzn-RequestId": "e2e"})
         body = json.dumps({"message": message}).encode()
         return cls(status, body, {"Content-Type": "application/json", "x-amzn-ErrorType": code, "x-amzn-RequestId": "e2e"})
+
+    @classmethod
+    def aws_error_for(cls, request: "AwsRequest", status: int, code: str, message: str) -> "CannedResponse":
+        """An AWS error in the protocol of the service ``request`` was sent to."""
+        return cls.aws_error(status, code, message, protocol_of(request))
+
+    @classmethod
+    def throttle(cls, request: "AwsRequest") -> "CannedResponse":
+        """What AWS answers a call over its rate: HTTP 400 ThrottlingException (STS: Throttling)."""
+        code = "Throttling" if protocol_of(request) == "query" else "ThrottlingException"
+        return cls.aws_error_for(request, 400, code, "Rate exceeded")
+
+    @classmethod
+    def hang_up(cls, reset: bool = False) -> "CannedResponse":
+        """No answer at all: the connection is closed (or reset) once the request is read."""
+        return cls(0, hangup="reset" if reset else "close")
+
+
+def protocol_of(request: "AwsRequest") -> str:
+    """The wire protocol of the request's service: query (STS), json (KMS) or rest-json (Bedrock)."""
+    if request.headers.get("x-amz-target"):
+        return "json"
+    if request.headers.get("content-type", "").startswith("application/x-www-form-urlencoded"):
+        return "query"
+    return "rest-json"
 
 
 Rule = Callable[[AwsRequest], "CannedResponse | None"]
@@ -187,6 +231,9 @@ def _operation(service: str | None, method: str, path: str, headers: Mapping[str
 
 class _QuietServer(ThreadingHTTPServer):
     daemon_threads = True
+    # socketserver's default backlog is 5: a burst of new keep-alive connections (a pool of
+    # workers starting at once) would overflow it and wait out a 1 s SYN retransmit.
+    request_queue_size = 128
 
     def handle_error(self, request, client_address):
         # A client that went away (a killed CLI) is expected here; anything else is loud.
@@ -199,13 +246,16 @@ class AwsProxy:
 
     Use as a context manager; ``url`` is where to point the CLI (``--endpoint-url`` or
     ``AWS_ENDPOINT_URL``). ``requests`` holds every request seen (answered or forwarded).
+    ``latency`` (seconds) is added to every request, slept in the request's own handler
+    thread (so concurrent requests overlap, as they do against AWS).
     """
 
-    def __init__(self, upstream: str, rule: Rule | None = None):
+    def __init__(self, upstream: str, rule: Rule | None = None, *, latency: float = 0.0):
         parts = urlsplit(upstream)
         self.upstream_host = parts.hostname or "127.0.0.1"
         self.upstream_port = parts.port or 80
         self.rule = rule
+        self.latency = latency
         self.requests: list[AwsRequest] = []
         self.answered: list[AwsRequest] = []  # the ones the rule answered
         self._lock = threading.Lock()
@@ -234,6 +284,12 @@ class AwsProxy:
                 for r in self.requests
                 if (service is None or r.service == service) and (region is None or r.region == region)
             ]
+
+    def clear(self) -> None:
+        """Forget the requests seen so far (to count a second run separately)."""
+        with self._lock:
+            self.requests.clear()
+            self.answered.clear()
 
     def _record(self, request: AwsRequest, answered: bool) -> None:
         with self._lock:
@@ -269,8 +325,13 @@ class AwsProxy:
                     # Match the raw path: a percent-encoded ARN holds a '/'.
                     operation=_operation(service, self.command, split.path, headers, body),
                 )
+                if proxy.latency:
+                    time.sleep(proxy.latency)
                 canned = proxy.rule(request) if proxy.rule else None
                 proxy._record(request, canned is not None)
+                if canned is not None and canned.hangup:
+                    self._hang_up(canned.hangup == "reset")
+                    return
                 if canned is not None:
                     self._reply(canned.status, list(canned.headers.items()), canned.body)
                     return
@@ -300,6 +361,17 @@ class AwsProxy:
                             raise
                 raise AssertionError("unreachable")
 
+            def _hang_up(self, reset: bool):
+                self.close_connection = True
+                if reset:  # SO_LINGER 0: close() sends an RST instead of a FIN
+                    self.connection.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, struct.pack("ii", 1, 0))
+                    self.connection.close()
+                else:
+                    try:
+                        self.connection.shutdown(socket.SHUT_RDWR)
+                    except OSError:
+                        pass
+
             def _reply(self, status: int, headers, body: bytes):
                 self.send_response(status)
                 for name, value in headers:
@@ -316,11 +388,91 @@ class AwsProxy:
 
 
 def deny(service: str, operation: str, region: str, *, code: str = "AccessDeniedException", message: str = "denied") -> Rule:
-    """A rule answering ``operation`` in ``region`` with HTTP 403 and ``code``."""
+    """A rule answering ``operation`` in ``region`` with HTTP 403 and ``code`` (in the service's protocol)."""
 
     def rule(request: AwsRequest) -> CannedResponse | None:
         if request.service == service and request.operation == operation and request.region == region:
-            return CannedResponse.aws_error(403, code, message)
+            return CannedResponse.aws_error_for(request, 403, code, message)
+        return None
+
+    return rule
+
+
+def throttle(service: str, operation: str, region: str | None = None, *, times: int | None = None) -> Rule:
+    """A rule throttling ``operation`` (in ``region``, or everywhere): every attempt, or the first ``times``."""
+    lock = threading.Lock()
+    seen = [0]
+
+    def rule(request: AwsRequest) -> CannedResponse | None:
+        if request.service != service or request.operation != operation:
+            return None
+        if region is not None and request.region != region:
+            return None
+        with lock:
+            seen[0] += 1
+            if times is not None and seen[0] > times:
+                return None
+        return CannedResponse.throttle(request)
+
+    return rule
+
+
+def unreachable(region: str, *, reset: bool = False) -> Rule:
+    """A rule that hangs up on every call signed for ``region``, answering nothing."""
+
+    def rule(request: AwsRequest) -> CannedResponse | None:
+        return CannedResponse.hang_up(reset) if request.region == region else None
+
+    return rule
+
+
+def request_key(request: AwsRequest) -> bytes:
+    """What identifies a call across its retries: the signature and dates change, this does not."""
+    query = sorted((k, tuple(v)) for k, v in request.query.items())
+    return repr((request.service, request.region, request.method, request.path, query, request.body)).encode()
+
+
+class ThrottleFirstAttempts:
+    """A throttling storm: the first attempt of a ``share`` of all calls answers ThrottlingException.
+
+    Deterministic: whether a call is throttled depends only on a hash of what it asks
+    (service, region, method, path, query, body; see :func:`request_key`), never on timing
+    or order, and a call is throttled once -- its retry goes through. ``throttled`` holds
+    the calls throttled so far; ``services`` limits the storm to those signing names.
+    """
+
+    def __init__(self, share: float = 0.6, *, services: Sequence[str] | None = None, salt: str = ""):
+        self.share = share
+        self.services = set(services) if services is not None else None
+        self.salt = salt.encode()
+        self.throttled: set[bytes] = set()
+        self._lock = threading.Lock()
+
+    def selected(self, request: AwsRequest) -> bool:
+        digest = hashlib.sha256(self.salt + request_key(request)).digest()
+        return int.from_bytes(digest[:8], "big") < self.share * 2**64
+
+    def __call__(self, request: AwsRequest) -> CannedResponse | None:
+        if self.services is not None and request.service not in self.services:
+            return None
+        if not self.selected(request):
+            return None
+        key = request_key(request)
+        with self._lock:
+            if key in self.throttled:
+                return None
+            self.throttled.add(key)
+        return CannedResponse.throttle(request)
+
+
+def first_match(*rules: Rule) -> Rule:
+    """A rule applying ``rules`` in order: the first one that answers wins."""
+
+    def rule(request: AwsRequest) -> CannedResponse | None:
+        for candidate in rules:
+            canned = candidate(request)
+            if canned is not None:
+                return canned
         return None
 
     return rule

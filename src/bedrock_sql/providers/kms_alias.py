@@ -6,14 +6,49 @@ exist until a service first uses them; they are listed as AWS reports them.
 
 from __future__ import annotations
 
+import threading
+import weakref
+
 from ..aws import ApiError, UnitApi
 from .base import TEXT, Column, ListFilter, Table
+
+KEY_TABLE = "aws_kms_key"
+ALIAS_TABLE = "aws_kms_alias"
+
+# aws_kms_key needs every alias of a region (its `aliases` column) and aws_kms_alias lists
+# the same aliases: a complete, unfiltered listing made for one table is handed to the
+# other table's next scan of that unit -- once, then dropped. So a collect (keys, then
+# aliases) calls ListAliases once per region, while a later query still lists afresh.
+# Kept per client factory, i.e. per command.
+_handoff: "weakref.WeakKeyDictionary[object, dict[tuple[str, str, str], list[dict]]]" = weakref.WeakKeyDictionary()
+_handoff_lock = threading.Lock()
+
+
+def region_aliases(api: UnitApi, table: str) -> list[dict]:
+    """Every alias of the unit's region, for ``table``: handed over by the other table's
+    last listing of this unit, or one paginated ListAliases (then handed over in turn)."""
+    owner = getattr(api, "factory", None)
+    if owner is None:
+        return list(api.paginate("kms", "list_aliases", "Aliases"))
+    unit = (api.account_id, api.region)
+    with _handoff_lock:
+        handed = _handoff.get(owner, {}).pop((table, *unit), None)
+    if handed is not None:
+        return handed
+    aliases = list(api.paginate("kms", "list_aliases", "Aliases"))
+    other = ALIAS_TABLE if table == KEY_TABLE else KEY_TABLE
+    with _handoff_lock:
+        _handoff.setdefault(owner, {})[(other, *unit)] = aliases
+    return aliases
 
 # What ListAliases answers when the KeyId filter names no key of this region.
 NO_SUCH_KEY = {"NotFoundException", "InvalidArnException"}
 
 
 def list_aliases(api: UnitApi, params: dict):
+    if not params:
+        yield from region_aliases(api, ALIAS_TABLE)
+        return
     try:
         yield from api.paginate("kms", "list_aliases", "Aliases", **params)
     except ApiError as exc:
@@ -25,7 +60,7 @@ def list_aliases(api: UnitApi, params: dict):
 
 
 TABLE = Table(
-    name="aws_kms_alias",
+    name=ALIAS_TABLE,
     description="AWS KMS aliases and the keys they point at.",
     service="kms",
     columns=[

@@ -12,6 +12,7 @@ from collections import defaultdict
 
 from ..aws import ApiError, UnitApi
 from .base import INTEGER, TEXT, Column, Table, tags_to_dict
+from .kms_alias import KEY_TABLE, region_aliases
 
 NOT_FOUND = {"NotFoundException"}
 # Rotation does not apply to these keys (asymmetric, HMAC, imported, external, pending deletion).
@@ -20,7 +21,7 @@ ROTATION_NOT_APPLICABLE = {"UnsupportedOperationException", "KMSInvalidStateExce
 
 def list_keys(api: UnitApi, params: dict):
     aliases: dict[str, list[str]] = defaultdict(list)
-    for alias in api.paginate("kms", "list_aliases", "Aliases"):
+    for alias in region_aliases(api, KEY_TABLE):  # one ListAliases serves aws_kms_alias too
         if alias.get("TargetKeyId"):
             aliases[alias["TargetKeyId"]].append(alias["AliasName"])
     for key in api.paginate("kms", "list_keys", "Keys", **params):
@@ -77,7 +78,7 @@ def get_key(api: UnitApi, key_id: str):
 
 
 TABLE = Table(
-    name="aws_kms_key",
+    name=KEY_TABLE,
     description="AWS KMS keys: who manages them, their state, rotation and key policy.",
     service="kms",
     columns=[

@@ -53,6 +53,12 @@ THROTTLE_CODES = frozenset(
 RESOLUTION_SERVICES = frozenset({"sts", "organizations"})
 
 DEFAULT_MAX_ATTEMPTS = 12
+# Attempts for network failures and 5xx answers, which rarely heal within seconds.
+TRANSIENT_ATTEMPTS = 3
+TRANSIENT_CODES = frozenset(
+    {"InternalServerException", "InternalFailure", "InternalError", "ServiceUnavailable",
+     "ServiceUnavailableException", "RequestTimeout", "RequestTimeoutException"}
+)
 DEFAULT_MAX_WORKERS = 16
 
 
@@ -138,18 +144,21 @@ class Unit:
 class ClientFactory:
     """Creates (and caches) one botocore client per account, region and service.
 
-    Why our own throttle retries on top of botocore's standard mode: standard mode gives
-    each client a retry quota that a throttling storm across many threads runs dry, and
-    adaptive mode's rate limiter collapses (see DESIGN.md). So botocore retries transient
-    network and 5xx errors with a few attempts, and :meth:`UnitApi.call` retries throttles
-    itself with jittered backoff, up to ``AWS_MAX_ATTEMPTS``, never silently dropping a call.
+    Why our own retries instead of botocore's: standard mode gives each client a retry
+    quota that a throttling storm across many threads runs dry, and adaptive mode's rate
+    limiter collapses (see DESIGN.md). So botocore makes one attempt per call, and
+    :class:`UnitApi` retries with jittered exponential backoff: throttles up to
+    ``AWS_MAX_ATTEMPTS`` attempts (default 12), network failures and 5xx answers up to
+    ``TRANSIENT_ATTEMPTS``. A call that still fails is recorded, never silently dropped.
     """
 
     def __init__(self, endpoint_url: str | None = None, max_workers: int = DEFAULT_MAX_WORKERS):
         self.endpoint_url = endpoint_url or os.environ.get("AWS_ENDPOINT_URL") or None
         self.max_attempts = max_attempts()
         self.config = Config(
-            retries={"mode": "standard", "max_attempts": 3},
+            # One attempt per botocore call: UnitApi does every retry itself, so attempts
+            # never multiply and a throttling storm cannot empty a shared retry quota.
+            retries={"mode": "standard", "total_max_attempts": 1},
             max_pool_connections=max(10, max_workers * 2),
             user_agent_extra=f"bedrock-sql/{__version__}",
             connect_timeout=10,
@@ -295,7 +304,9 @@ class UnitApi:
 
     def _raise_unless_retryable(self, operation: str, exc: Exception, attempt: int) -> None:
         code, message = _error_code(exc)
-        if code in THROTTLE_CODES and attempt < self.factory.max_attempts:
+        throttled = code in THROTTLE_CODES and attempt < self.factory.max_attempts
+        transient = _is_transient(exc, code) and attempt < TRANSIENT_ATTEMPTS
+        if throttled or transient:
             if self.factory.stopping.wait(backoff_delay(attempt)):
                 raise Cancelled()
             return
@@ -303,6 +314,16 @@ class UnitApi:
         if isinstance(exc, (botocore.exceptions.ClientError, botocore.exceptions.BotoCoreError)):
             raise ApiError(api_name, code, message) from exc
         raise exc
+
+
+def _is_transient(exc: Exception, code: str) -> bool:
+    """A network failure or a 5xx: worth a few quick retries (throttles have their own)."""
+    if isinstance(exc, (botocore.exceptions.ConnectionError, botocore.exceptions.HTTPClientError)):
+        return True
+    if isinstance(exc, botocore.exceptions.ClientError):
+        status = exc.response.get("ResponseMetadata", {}).get("HTTPStatusCode") or 0
+        return status >= 500 or code in TRANSIENT_CODES
+    return False
 
 
 def _api_name(exc: Exception, operation: str) -> str:

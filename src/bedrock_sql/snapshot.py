@@ -50,7 +50,7 @@ RUN_TABLE_COLUMNS = [
     Column("accounts", TEXT, "JSON array of the account IDs scanned."),
     Column("regions", TEXT, "JSON array of the regions scanned."),
     Column("tool_version", TEXT, "The bedrock-sql version that collected."),
-    Column("api_calls", "INTEGER", "How many AWS API calls the run made."),
+    Column("api_calls", "INTEGER", "How many AWS API calls the run made to collect (STS and Organizations calls made to reach the accounts are not counted)."),
     Column("notes", TEXT, "JSON array of things worth knowing (e.g. regions without Bedrock, skipped accounts)."),
 ]
 

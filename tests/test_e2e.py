@@ -543,3 +543,25 @@ def test_csv_output_neutralizes_formulas(server_session: boto3.Session, moto_url
     assert cells["owner"] == "ml-platform"  # harmless text is left alone
     assert cells["model_name"] == model.model_name
     assert json.loads(cells["tags"]) == tags  # a JSON cell does not start a formula; kept exact
+
+
+# --------------------------------------------------------------------------- check --live
+
+
+def test_check_live_collects_into_a_throwaway_snapshot(server_session: boto3.Session, moto_url: str, tmp_path: Path) -> None:
+    from bedrock_sql.estate import seed_demo_estate
+
+    estate = seed_demo_estate(server_session, regions=("us-east-1", "eu-west-1"), endpoint_url=moto_url)
+    env = cli_env(moto_url)
+    result = run_cli(
+        ["check", "--live", "--region", "us-east-1", "--region", "eu-west-1",
+         "bedrock_custom_model_encrypted_with_cmk", "--output", "json"],
+        cwd=tmp_path, env=env, timeout=120,
+    )
+    assert result.returncode == 1, describe(result)  # the estate has Bedrock-owned models: alarm
+    findings = json.loads(result.stdout)
+    expected = {"cmk": "ok", "disabled_key": "ok", "pending_deletion_key": "ok",
+                "bedrock_owned": "alarm", "aws_managed": "alarm", "foreign_account_key": "info"}
+    assert {f["resource"]: f["status"] for f in findings} == {m.model_arn: expected[m.case] for m in estate.models}
+    assert "Summary: total" in result.stderr
+    assert list(tmp_path.iterdir()) == []  # nothing left behind: no bedrock.db, no partial file

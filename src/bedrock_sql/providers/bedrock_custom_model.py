@@ -7,10 +7,9 @@ ListTagsForResource.
 
 from __future__ import annotations
 
-from ..aws import ApiError, UnitApi
-from .base import TEXT, Column, ListFilter, Table, tags_to_dict
-
-NOT_FOUND = {"ResourceNotFoundException", "ValidationException"}
+from ..aws import UnitApi
+from .base import TEXT, Column, ListFilter, Table
+from .bedrock import get_with_tags
 
 
 def list_custom_models(api: UnitApi, params: dict):
@@ -18,20 +17,7 @@ def list_custom_models(api: UnitApi, params: dict):
 
 
 def get_custom_model(api: UnitApi, identifier: str):
-    try:
-        model = api.call("bedrock", "get_custom_model", modelIdentifier=identifier)
-    except ApiError as exc:
-        if exc.code in NOT_FOUND:
-            return None
-        raise
-    model.pop("ResponseMetadata", None)
-    model["tags"] = api.optional(
-        lambda: tags_to_dict(
-            api.call("bedrock", "list_tags_for_resource", resourceARN=model["modelArn"]).get("tags")
-        ),
-        resource=model["modelArn"],
-    )
-    return model
+    return get_with_tags(api, "get_custom_model", "modelArn", modelIdentifier=identifier)
 
 
 def _base_model_name(item: dict):

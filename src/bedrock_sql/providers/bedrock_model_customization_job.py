@@ -7,10 +7,9 @@ GetModelCustomizationJob accepts a name or an ARN in AWS, and names work everywh
 
 from __future__ import annotations
 
-from ..aws import ApiError, UnitApi
-from .base import TEXT, Column, ListFilter, Table, tags_to_dict
-
-NOT_FOUND = {"ResourceNotFoundException", "ValidationException"}
+from ..aws import UnitApi
+from .base import TEXT, Column, ListFilter, Table
+from .bedrock import get_with_tags
 
 
 def list_jobs(api: UnitApi, params: dict):
@@ -21,20 +20,7 @@ def list_jobs(api: UnitApi, params: dict):
 
 def get_job(api: UnitApi, identifier: str):
     name = identifier.split("model-customization-job/", 1)[-1] if identifier.startswith("arn:") else identifier
-    try:
-        job = api.call("bedrock", "get_model_customization_job", jobIdentifier=name)
-    except ApiError as exc:
-        if exc.code in NOT_FOUND:
-            return None
-        raise
-    job.pop("ResponseMetadata", None)
-    job["tags"] = api.optional(
-        lambda: tags_to_dict(
-            api.call("bedrock", "list_tags_for_resource", resourceARN=job["jobArn"]).get("tags")
-        ),
-        resource=job["jobArn"],
-    )
-    return job
+    return get_with_tags(api, "get_model_customization_job", "jobArn", jobIdentifier=name)
 
 
 JOB_STATUSES = ("InProgress", "Completed", "Failed", "Stopping", "Stopped")

@@ -9,6 +9,7 @@ from __future__ import annotations
 import csv
 import io
 import json
+import stat
 from pathlib import Path
 
 import pytest
@@ -374,3 +375,59 @@ def test_job_listing_error_reaches_the_exit_code(capsys, ok_db: Path, tmp_path: 
     assert code == 2
     rows = [json.loads(line) for line in out.splitlines()]
     assert {(r["resource"], r["status"]) for r in rows} >= {(f"{ACCOUNT}/eu-west-1", "error")}
+
+
+# --- found by trying it as a new user -----------------------------------------------------
+
+
+def test_export_to_a_missing_directory_fails_before_running(capsys, ok_db: Path, tmp_path: Path) -> None:
+    code, out, err = cli(capsys, "--db", ok_db, "check", "--export", tmp_path / "nope" / "f.csv")
+    assert code == 2 and out == ""
+    one_error_line(err, "--export", "no directory")
+
+
+def test_exports_are_readable_by_their_owner_only(capsys, ok_db: Path, tmp_path: Path) -> None:
+    target = tmp_path / "findings.csv"
+    code, _, _ = cli(capsys, "--db", ok_db, "check", "--export", target)
+    assert code == 0
+    assert stat.S_IMODE(target.stat().st_mode) == 0o600
+
+
+def test_groups_come_worst_first(capsys, error_db: Path) -> None:
+    code, out, _ = cli(capsys, "--db", error_db, "check")
+    assert code == 2
+    headings = [line.split()[0] for line in out.splitlines() if line.startswith("bedrock_")]
+    # the four model controls have error rows (eu-west-1 could not be listed): they come
+    # first, high severity before medium; the two all-ok job controls come last
+    assert headings[:4] == [
+        "bedrock_custom_model_cmk_policy_not_public",
+        "bedrock_custom_model_cmk_usable",
+        "bedrock_custom_model_encrypted_with_cmk",
+        "bedrock_custom_model_cmk_rotation_enabled",
+    ]
+    assert set(headings[4:]) == {"bedrock_customization_job_in_vpc", "bedrock_customization_job_output_encrypted_with_cmk"}
+
+
+def test_a_severity_with_no_controls_says_so(capsys, ok_db: Path) -> None:
+    code, _, err = cli(capsys, "--db", ok_db, "check", "--severity", "critical")
+    assert code == 0
+    assert "no control has severity critical" in err
+
+
+def test_no_arguments_prints_the_help(capsys) -> None:
+    code, out, err = cli(capsys)
+    assert code == 0 and err == ""
+    assert "Usage: bedrock-sql" in out and "collect" in out and "\n" in out.strip()
+
+
+def test_db_after_the_command_gets_a_hint(capsys, ok_db: Path) -> None:
+    code, _, err = cli(capsys, "check", "--db", ok_db)
+    assert code == 2
+    one_error_line(err, "global option", "bedrock-sql --db PATH COMMAND")
+
+
+@pytest.mark.parametrize("endpoint", ["127.0.0.1:5055", "localhost"])
+def test_an_endpoint_that_is_not_a_url_is_one_line(capsys, ok_db: Path, endpoint: str) -> None:
+    code, _, err = cli(capsys, "--db", ok_db, "check", "--live", "--region", "us-east-1", "--endpoint-url", endpoint)
+    assert code == 2
+    one_error_line(err, "is not a URL", "http://")

@@ -449,7 +449,7 @@ def test_demo_runs_offline_without_credentials(tmp_path: Path) -> None:
     env.pop("AWS_DEFAULT_REGION")
     result = run_cli(["demo"], cwd=tmp_path, env=env, timeout=120)
     assert result.returncode == 0, describe(result)
-    assert "Bedrock owned key" in result.stdout
+    assert "Bedrock-owned key" in result.stdout
     assert "Traceback" not in result.stderr
 
     demo_db = tmp_path / "bedrock-demo.db"

@@ -366,7 +366,7 @@ def test_region_filter_and_named_models(snap: SnapshotBuilder) -> None:
         (["--kms-key", "{other_region}"], "needs a key in its own region"),
         (["--kms-key", "{asymmetric}"], "symmetric encryption key"),
         (["--kms-key", "arn:aws:kms:us-east-1:123456789012:key/00000000-0000-0000-0000-00000000ffff"], "is not in the snapshot"),
-        (["--kms-key", "not-an-arn"], "needs a key ARN"),
+        (["--kms-key", "not-an-arn"], "needs a key or alias ARN"),
         (["--kms-key", "{cmk}", "--model", "arn:aws:bedrock:us-east-1:123456789012:custom-model/nope"], "unknown model"),
         (["--create-key"], "--create-key needs --alias"),
         (["--create-key", "--alias", "bedrock-models"], "must start with alias/"),

@@ -319,3 +319,32 @@ def test_row_length_mismatch_is_an_error():
 
 def test_formats_constant():
     assert FORMATS == ("table", "csv", "json", "jsonl", "markdown", "line")
+
+
+class _Terminal(io.StringIO):
+    def isatty(self) -> bool:
+        return True
+
+
+def test_table_on_a_terminal_wraps_to_its_width(monkeypatch):
+    import os
+    import shutil
+
+    monkeypatch.setattr(shutil, "get_terminal_size", lambda fallback=None: os.terminal_size((80, 24)))
+    out = _Terminal()
+    render(["resource", "reason"], [("arn:" + "x" * 90, "word " * 30)], "table", out)
+    assert max(len(line) for line in out.getvalue().splitlines()) <= 80
+    assert "x" * 20 in out.getvalue()  # wrapped, not truncated
+    assert out.getvalue().count("word") == 30
+
+
+def test_table_piped_keeps_values_on_one_line():
+    out = io.StringIO()
+    render(["resource"], [("arn:" + "x" * 300,)], "table", out)
+    assert "arn:" + "x" * 300 in out.getvalue()
+
+
+def test_numbers_are_right_aligned_in_tables():
+    out = io.StringIO()
+    render(["n", "s"], [(1, "a"), (22, "b")], "table", out)
+    assert "|  1 | a   |" in out.getvalue() or "|   1 | a   |" in out.getvalue()

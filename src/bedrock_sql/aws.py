@@ -154,6 +154,11 @@ class ClientFactory:
 
     def __init__(self, endpoint_url: str | None = None, max_workers: int = DEFAULT_MAX_WORKERS):
         self.endpoint_url = endpoint_url or os.environ.get("AWS_ENDPOINT_URL") or None
+        if self.endpoint_url and not re.match(r"https?://[^/\s]+", self.endpoint_url):
+            raise UserError(
+                f"endpoint {self.endpoint_url!r} is not a URL: give one like http://127.0.0.1:5000 "
+                "(--endpoint-url or AWS_ENDPOINT_URL)"
+            )
         self.max_attempts = max_attempts()
         self.config = Config(
             # One attempt per botocore call: UnitApi does every retry itself, so attempts

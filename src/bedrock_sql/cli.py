@@ -100,14 +100,14 @@ def collect_command(ctx, aws: AwsOptions, quiet: bool):
     ctx.exit(EXIT_PARTIAL if result.errors else EXIT_OK)
 
 
-def _collect_with_progress(scope, db: Path, max_workers: int, quiet: bool) -> CollectResult:
+def _collect_with_progress(scope, db: Path, max_workers: int, quiet: bool, destination: str | None = None) -> CollectResult:
     from .providers import TABLES
 
     started = time.monotonic()
     with _progress(len(scope.units) * len(TABLES), not quiet and sys.stderr.isatty()) as advance:
         result = collect(scope, db, max_workers=max_workers, on_unit_done=advance)
     if not quiet:
-        _print_collect_summary(result, time.monotonic() - started)
+        _print_collect_summary(result, time.monotonic() - started, destination or str(result.path))
     return result
 
 
@@ -137,12 +137,12 @@ class _progress:
             self.bar.__exit__(*exc)
 
 
-def _print_collect_summary(result: CollectResult, seconds: float) -> None:
+def _print_collect_summary(result: CollectResult, seconds: float, destination: str) -> None:
     counts = ", ".join(f"{n} {name}" for name, n in result.row_counts.items())
     echo = functools.partial(click.echo, err=True)
     echo(
         f"Collected {counts} from {len(result.scope.accounts)} account(s) and "
-        f"{len(result.scope.regions)} region(s) in {seconds:.1f}s ({result.api_calls} API calls) -> {result.path}"
+        f"{len(result.scope.regions)} region(s) in {seconds:.1f}s ({result.api_calls} API calls) -> {destination}"
     )
     for note in result.scope.notes:
         echo(f"Note: {note}")
@@ -288,11 +288,17 @@ def check_command(ctx, control_ids, severity, fmt, exports, live, query_dirs, aw
 
     controls = select_controls(load_controls(query_dirs), control_ids, severity)
     export_formats = [(path, export_format(path)) for path in exports]
+    for path, _ in export_formats:  # say so now, not after every control has run
+        if not Path(path).absolute().parent.is_dir():
+            raise UserError(f"--export {path}: no directory {Path(path).absolute().parent}")
+    if not controls:
+        click.echo(f"bedrock-sql: note: no control has severity {severity} or higher", err=True)
     if live:
         with tempfile.TemporaryDirectory(prefix="bedrock-sql-live-") as folder:
             db = Path(folder) / "live.db"
             scope = resolve_scope(aws)
-            _collect_with_progress(scope, db, aws.max_workers, quiet=fmt in MACHINE_FORMATS)
+            _collect_with_progress(scope, db, aws.max_workers, quiet=fmt in MACHINE_FORMATS,
+                                   destination="a throw-away snapshot for --live")
             with snapshot_connection(db) as connection:
                 findings = run_controls(connection, controls)
     else:
@@ -302,7 +308,9 @@ def check_command(ctx, control_ids, severity, fmt, exports, live, query_dirs, aw
     write_report(findings, controls, fmt, sys.stdout, colour=sys.stdout.isatty())
     for path, export_fmt in export_formats:
         try:
-            with open(path, "w", encoding="utf-8", newline="") as handle:
+            # 0600 like the snapshot: findings map the estate's models and keys too.
+            fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+            with open(fd, "w", encoding="utf-8", newline="") as handle:
                 write_report(findings, controls, export_fmt, handle)
         except OSError as exc:
             raise UserError(f"--export {path}: {exc.strerror}") from None
@@ -416,8 +424,14 @@ def main(argv: list[str] | None = None) -> None:
         code = cli.main(args=argv, prog_name="bedrock-sql", standalone_mode=False)
     except click.exceptions.Exit as exc:
         code = exc.exit_code
+    except click.exceptions.NoArgsIsHelpError as exc:  # plain `bedrock-sql`: show the help
+        click.echo(exc.ctx.get_help())
+        code = 0
     except click.UsageError as exc:
-        click.echo(f"bedrock-sql: error: {_one_line(exc.format_message())}", err=True)
+        message = _one_line(exc.format_message())
+        if "--db" in message and "No such option" in message:
+            message += " (--db is a global option: bedrock-sql --db PATH COMMAND ...)"
+        click.echo(f"bedrock-sql: error: {message}", err=True)
         code = EXIT_USAGE
     except click.ClickException as exc:
         click.echo(f"bedrock-sql: error: {_one_line(exc.format_message())}", err=True)

@@ -24,7 +24,7 @@ SEED_RULE = "bedrock_custom_model_encrypted_with_cmk"
 
 FIRST_LOOK = """
 SELECT m.region, m.model_name,
-       CASE WHEN m.model_kms_key_arn IS NULL THEN 'Bedrock owned key'
+       CASE WHEN m.model_kms_key_arn IS NULL THEN 'Bedrock-owned key'
             WHEN k.arn IS NULL THEN 'key in another account'
             ELSE k.key_manager || ' key, ' || k.key_state END AS encryption,
        coalesce(k.title, m.model_kms_key_arn) AS key

@@ -24,6 +24,7 @@ import csv
 import io
 import json
 import math
+import shutil
 from collections.abc import Iterable, Iterator, Sequence
 from typing import Any, TextIO
 
@@ -177,13 +178,49 @@ def _write_table(columns, rows, out) -> int:
     # ASCII-decoded by tabulate and fail on binary data.
     data = [[_blob(v) for v in row] for row in rows]
     # disable_numparse: ARNs, account ids like "012345678901" and version
-    # strings must print exactly as stored, not re-formatted as numbers.
+    # strings must print exactly as stored, not re-formatted as numbers. SQLite's
+    # own types say which columns are numbers: those are right-aligned.
+    numeric = [
+        bool(data) and all(row[i] is None or isinstance(row[i], (int, float)) for row in data)
+        and any(row[i] is not None for row in data)
+        for i in range(len(columns))
+    ]
     text = tabulate(
-        data, headers=columns, tablefmt="psql", missingval="", disable_numparse=True
+        data,
+        headers=columns,
+        tablefmt="psql",
+        missingval="",
+        disable_numparse=True,
+        colalign=["right" if n else "left" for n in numeric] or None,
+        maxcolwidths=_fit_to_terminal(columns, data, out),
     )
     if text:
         out.write(text + "\n")
     return len(data)
+
+
+def _fit_to_terminal(columns, data, out) -> list[int | None] | None:
+    """Column widths that fit the terminal (wrapping the widest columns), or None.
+
+    Only on a terminal: piped or redirected tables keep every value on one line.
+    """
+    if not columns or not getattr(out, "isatty", lambda: False)():
+        return None
+    width = shutil.get_terminal_size((120, 24)).columns
+    natural = [
+        max([len(str(h))] + [len(str(row[i])) for row in data if row[i] is not None])
+        for i, h in enumerate(columns)
+    ]
+    budget = width - 3 * len(columns) - 1  # psql borders: "| " ... " |" between columns
+    if sum(natural) <= budget:
+        return None
+    caps = list(natural)
+    while sum(caps) > budget:  # shave the widest column, down to a readable minimum
+        widest = max(range(len(caps)), key=lambda i: caps[i])
+        if caps[widest] <= 12:
+            break
+        caps[widest] -= 1
+    return [c if c < n else None for c, n in zip(caps, natural)]
 
 
 def _md_cell(value: Any) -> str:

@@ -14,7 +14,7 @@ from typing import Sequence, TextIO
 
 import click
 
-from .controls import STATUSES, Control, Finding, summarize
+from .controls import SEVERITIES, STATUSES, Control, Finding, summarize
 from .errors import UserError
 from .render import render
 
@@ -112,7 +112,15 @@ def _write_grouped(findings: Sequence[Finding], controls: Sequence[Control], out
     by_control: dict[str, list[Finding]] = {c.id: [] for c in controls}
     for finding in findings:
         by_control.setdefault(finding.control.id, []).append(finding)
-    for control in controls:
+    def worst_first(control: Control) -> tuple:
+        statuses = {f.status for f in by_control.get(control.id, [])}
+        return (
+            min((STATUS_ORDER.index(s) for s in statuses), default=len(STATUS_ORDER)),
+            SEVERITIES.index(control.severity),
+            control.id,
+        )
+
+    for control in sorted(controls, key=worst_first):
         results = by_control.get(control.id, [])
         counts = summarize(results)
         heading = f"{control.id} [{control.severity}] {control.title}"

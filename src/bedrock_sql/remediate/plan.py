@@ -362,7 +362,7 @@ def _targets(connection, models: Sequence[str], regions: Sequence[str], plan: Pl
             )
             if not found:
                 raise UserError(
-                    f"unknown model {ident!r}: no custom model with that ARN in {plan.snapshot or 'the snapshot'} "
+                    f"unknown model {ident!r}: no custom model with that ARN or name in {plan.snapshot or 'the snapshot'} "
                     "(bedrock-sql collect, then query aws_bedrock_custom_model)"
                 )
             if len(found) > 1:
@@ -461,7 +461,7 @@ def _key_row(connection, arn: str, key_lookup: KeyLookup | None) -> dict[str, An
     """The aws_kms_key row of a key ARN (or alias ARN), from the snapshot or live."""
     match = _KEY_ARN.fullmatch(arn)
     if not match:
-        raise UserError(f"--kms-key needs a key ARN (arn:aws:kms:REGION:ACCOUNT:key/ID), not {arn!r}")
+        raise UserError(f"--kms-key needs a key or alias ARN (arn:aws:kms:REGION:ACCOUNT:key/ID or ...:alias/NAME), not {arn!r}")
     partition, region, account, kind, name = match.groups()
     key_arn = arn
     if kind == "alias":

@@ -783,3 +783,12 @@ def test_apply_needs_every_account_of_the_plan(aws: boto3.Session, tmp_path: Pat
     with pytest.raises(UserError, match=f"acts in account {other}, but the AWS options reach only {ACCOUNT}"):
         apply_plan(plan, LiveAws(AwsOptions()))
     assert _counts(("us-east-1",)) == before
+
+
+def test_the_follow_up_collect_names_the_plan_regions():
+    from bedrock_sql.remediate.plan import Plan, Step, next_steps
+
+    plan = Plan()
+    plan.steps.append(Step(service="kms", operation="CreateKey", region="eu-west-1", account_id="123456789012", params={}))
+    lines = next_steps(plan)
+    assert any("bedrock-sql collect --region eu-west-1 &&" in line for line in lines), lines

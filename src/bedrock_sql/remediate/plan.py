@@ -983,5 +983,7 @@ def next_steps(plan: Plan, started: Sequence[tuple[str, str, str]] = ()) -> list
     for manual in plan.manual_steps:
         lines.append(f"  {n}. Manual, {manual.account_id}/{manual.region}: {manual.reason}")
         n += 1
-    lines.append(f"  {n}. Collect again and check: bedrock-sql collect && bedrock-sql check {SEED_CONTROL}")
+    regions = sorted({s.region for s in plan.steps} | {m.region for m in plan.manual_steps})
+    where = "".join(f" --region {r}" for r in regions)
+    lines.append(f"  {n}. Collect again and check: bedrock-sql collect{where} && bedrock-sql check {SEED_CONTROL}")
     return lines

@@ -408,15 +408,15 @@ class Scope:
                 yield Unit(account=account, account_id=failed.account_id, region=region), failed.error()
 
 
-def record_failed_accounts(scope: Scope, errors, tables, offered: Callable[[str, str], bool] | None = None) -> None:
+def record_failed_accounts(scope: Scope, errors, tables) -> None:
     """Record the unreachable accounts in ``errors`` (an ErrorLog): one row per table and region.
 
-    ``tables`` maps names to tables; with ``offered(service, region)``, a table whose service
-    is not offered in a region gets no row there (it would not have been scanned either).
+    A table whose service is not offered in a region gets no row there: it would not have
+    been scanned either.
     """
     for unit, exc in scope.failed_units():
         for name, table in tables.items():
-            if offered is None or offered(table.service, unit.region):
+            if offered(table.service, unit.region):
                 errors.add(unit, name, exc)
 
 

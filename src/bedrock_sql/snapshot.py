@@ -21,7 +21,7 @@ import apsw
 
 from . import __version__
 from .aws import Scope, Unit, record_failed_accounts
-from .engine import ERROR_COLUMNS, Engine, ErrorLog, ErrorRecord, offered
+from .engine import ERROR_COLUMNS, Engine, ErrorLog, ErrorRecord
 from .errors import UserError
 from .providers import TABLES
 from .providers.base import TEXT, Column, Table, iso_utc
@@ -131,7 +131,7 @@ def collect(
 
     errors = ErrorLog()
     # Accounts that could not be reached: one row per table and region, as a failed listing.
-    record_failed_accounts(scope, errors, tables, offered)
+    record_failed_accounts(scope, errors, tables)
     engine = Engine(scope, errors, max_workers=max_workers, on_unit_done=on_unit_done)
     started = _now()
     try:

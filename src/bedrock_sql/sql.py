@@ -10,7 +10,7 @@ import apsw
 import apsw.ext
 
 from .aws import AwsOptions, record_failed_accounts, resolve_scope
-from .engine import Engine, ErrorLog, offered
+from .engine import Engine, ErrorLog
 from .errors import UserError
 from .providers import TABLES
 from .snapshot import _read_only_authorizer, open_snapshot
@@ -94,7 +94,7 @@ def snapshot_connection(db_path) -> Iterator[apsw.Connection]:
 def live_connection(options: AwsOptions, errors: ErrorLog) -> Iterator[apsw.Connection]:
     """A connection whose tables answer from AWS through the virtual tables."""
     scope = resolve_scope(options)
-    record_failed_accounts(scope, errors, TABLES, offered)  # accounts that could not be reached
+    record_failed_accounts(scope, errors, TABLES)  # accounts that could not be reached
     engine = Engine(scope, errors, max_workers=options.max_workers)
     connection = apsw.Connection(":memory:")
     register(connection, engine, TABLES)

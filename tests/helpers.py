@@ -24,8 +24,10 @@ import boto3
 import pytest
 from botocore.exceptions import ClientError
 
+import bedrock_sql.accounts
 import bedrock_sql.aws
-from bedrock_sql.aws import AwsOptions, Scope, resolve_scope
+from bedrock_sql.accounts import Scope, resolve_scope
+from bedrock_sql.aws import AwsOptions
 from bedrock_sql.engine import Engine, ErrorLog
 from bedrock_sql.estate import Estate, seed_demo_estate
 from bedrock_sql.providers import TABLES
@@ -47,7 +49,7 @@ _cached_region_names = functools.cache(bedrock_sql.aws.all_region_names)
 
 def fast_regions():
     """Patch ``all_region_names`` with a cached (identical) answer while in effect."""
-    return mock.patch.object(bedrock_sql.aws, "all_region_names", _cached_region_names)
+    return mock.patch.object(bedrock_sql.accounts, "all_region_names", _cached_region_names)
 
 
 @dataclass

@@ -18,8 +18,10 @@ from typing import Iterable
 import boto3
 import pytest
 
+import bedrock_sql.accounts
 import bedrock_sql.aws
-from bedrock_sql.aws import AwsOptions, Scope, resolve_scope, role_session_name
+from bedrock_sql.accounts import Scope, resolve_scope, role_session_name
+from bedrock_sql.aws import AwsOptions
 from bedrock_sql.cli import main
 from bedrock_sql.controls import load_controls, run_controls, select_controls
 from bedrock_sql.errors import UserError
@@ -87,7 +89,7 @@ def seed_verdicts(db: Path) -> dict[tuple[str, str], str]:
 def hook_base_sessions(monkeypatch: pytest.MonkeyPatch, event: str, handler) -> None:
     """Register a botocore handler on the credentials resolve_scope starts from (they assume
     the roles and list the Organization)."""
-    real = bedrock_sql.aws._base_sessions
+    real = bedrock_sql.accounts._base_sessions
 
     def base_sessions(opts):
         sessions = real(opts)
@@ -95,7 +97,7 @@ def hook_base_sessions(monkeypatch: pytest.MonkeyPatch, event: str, handler) -> 
             session.events.register(event, handler)
         return sessions
 
-    monkeypatch.setattr(bedrock_sql.aws, "_base_sessions", base_sessions)
+    monkeypatch.setattr(bedrock_sql.accounts, "_base_sessions", base_sessions)
 
 
 def deny_assume_role(monkeypatch: pytest.MonkeyPatch, accounts: Iterable[str], code: str = "AccessDenied") -> list[str]:
@@ -537,14 +539,14 @@ def test_accounts_file_account_id_checked_against_sts_for_roles(aws, tmp_path: P
     """The account STS reports for the assumed role is the one checked (and recorded)."""
     path = tmp_path / "a.json"
     path.write_text(json.dumps([{"account_id": A, "role_arn": role(A)}]))
-    real = bedrock_sql.aws._assume
+    real = bedrock_sql.accounts._assume
 
     def assume_lands_elsewhere(factory, base, role_arn, external_id, region):
         account = real(factory, base, role_arn, external_id, region)
         account.account_id = B  # as if STS said so
         return account
 
-    monkeypatch.setattr(bedrock_sql.aws, "_assume", assume_lands_elsewhere)
+    monkeypatch.setattr(bedrock_sql.accounts, "_assume", assume_lands_elsewhere)
     with pytest.raises(UserError, match=rf"a.json line 1: account_id {A}, but the credentials of .* belong to account {B}"):
         resolve_scope(AwsOptions(accounts_file=str(path)))
 

@@ -23,7 +23,8 @@ FORMULA_PREFIX = "=SUM(1+1)"
 def snap(world: World, tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, dict[str, int]]:
     """A snapshot of the demo estate plus one model whose name is a spreadsheet formula."""
     seed_models(world.session, "us-east-1", 1, prefix=FORMULA_PREFIX)
-    from bedrock_sql.aws import AwsOptions, resolve_scope
+    from bedrock_sql.accounts import resolve_scope
+    from bedrock_sql.aws import AwsOptions
 
     path = tmp_path_factory.mktemp("snap") / "bedrock.db"
     with fast_regions():

@@ -8,7 +8,8 @@ import time
 import boto3
 import pytest
 
-from bedrock_sql.aws import Account, ApiError, ClientFactory, Scope, Unit
+from bedrock_sql.accounts import Scope
+from bedrock_sql.aws import Account, ApiError, ClientFactory, Unit
 from bedrock_sql.engine import Engine, ScanPlan, _UnitHydrator
 from bedrock_sql.providers.base import TEXT, Column, Table
 
@@ -137,7 +138,8 @@ def test_no_deadlock_with_few_workers(max_workers):
 
 
 def test_region_without_bedrock_is_skipped_for_bedrock_tables_only(aws, tmp_path):
-    from bedrock_sql.aws import AwsOptions, resolve_scope
+    from bedrock_sql.accounts import resolve_scope
+    from bedrock_sql.aws import AwsOptions
     from bedrock_sql.engine import unoffered
     from bedrock_sql.snapshot import collect
 

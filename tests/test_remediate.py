@@ -16,7 +16,8 @@ import botocore.session
 import pytest
 from botocore.validate import validate_parameters
 
-from bedrock_sql.aws import AwsOptions, resolve_scope
+from bedrock_sql.accounts import resolve_scope
+from bedrock_sql.aws import AwsOptions
 from bedrock_sql.cli import main
 from bedrock_sql.errors import UserError
 from bedrock_sql.estate import (

@@ -15,7 +15,8 @@ from pathlib import Path
 import pytest
 
 from bedrock_sql import __version__, snapshot
-from bedrock_sql.aws import AwsOptions, resolve_scope
+from bedrock_sql.accounts import resolve_scope
+from bedrock_sql.aws import AwsOptions
 from bedrock_sql.errors import UserError
 from bedrock_sql.estate import DEFAULT_ACCOUNT_ID, Estate
 from bedrock_sql.providers import TABLES

@@ -16,7 +16,8 @@ from pathlib import Path
 import click
 
 from . import __version__
-from .aws import DEFAULT_MAX_WORKERS, AwsOptions, resolve_scope
+from .accounts import resolve_scope
+from .aws import DEFAULT_MAX_WORKERS, AwsOptions
 from .engine import ErrorLog, ErrorRecord
 from .errors import UserError
 from .render import FORMATS, render
@@ -30,7 +31,7 @@ EXIT_OK, EXIT_PARTIAL, EXIT_USAGE = 0, 2, 2
 def aws_options(fn):
     """The AWS options shared by collect, live query and remediate (DESIGN.md).
 
-    Only parsing here: :func:`bedrock_sql.aws.resolve_scope` validates and resolves them.
+    Only parsing here: :func:`bedrock_sql.accounts.resolve_scope` validates and resolves them.
     """
     options = [
         click.option("--profile", "profiles", multiple=True, metavar="NAME", help="AWS profile to scan (repeatable, one account each)."),

@@ -11,7 +11,8 @@ from contextlib import contextmanager
 from pathlib import Path
 from typing import TextIO
 
-from .aws import AwsOptions, resolve_scope
+from .accounts import resolve_scope
+from .aws import AwsOptions
 from .errors import UserError
 from .controls import STATUSES, load_controls, run_controls
 from .render import render

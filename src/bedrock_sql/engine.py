@@ -20,7 +20,8 @@ from dataclasses import dataclass, field
 from datetime import datetime, timezone
 from typing import Callable, Iterator
 
-from .aws import ApiError, Cancelled, Scope, Unit, UnitApi, offered
+from .accounts import Scope
+from .aws import ApiError, Cancelled, Unit, UnitApi, offered
 from .providers.base import Table, arn_account, arn_region, iso_utc
 
 ERROR_COLUMNS = (

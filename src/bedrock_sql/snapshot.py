@@ -20,7 +20,8 @@ from urllib.parse import quote
 import apsw
 
 from . import __version__
-from .aws import Scope, Unit, record_failed_accounts
+from .accounts import Scope, record_failed_accounts
+from .aws import Unit
 from .engine import ERROR_COLUMNS, Engine, ErrorLog, ErrorRecord
 from .errors import UserError
 from .providers import TABLES

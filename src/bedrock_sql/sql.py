@@ -9,7 +9,8 @@ from typing import Iterator
 import apsw
 import apsw.ext
 
-from .aws import AwsOptions, record_failed_accounts, resolve_scope
+from .accounts import record_failed_accounts, resolve_scope
+from .aws import AwsOptions
 from .engine import Engine, ErrorLog
 from .errors import UserError
 from .providers import TABLES

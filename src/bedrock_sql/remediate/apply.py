@@ -13,7 +13,8 @@ import re
 from dataclasses import dataclass, field, replace
 from typing import Any, Callable
 
-from ..aws import ApiError, AwsOptions, Scope, Unit, UnitApi, resolve_scope
+from ..accounts import Scope, resolve_scope
+from ..aws import ApiError, AwsOptions, Unit, UnitApi
 from ..errors import UserError
 from ..providers.base import arn_account, arn_region
 from .plan import Plan, Step, Unavailable, _key_problem, next_steps

@@ -93,6 +93,13 @@ def run_cli(
     )
 
 
+def start_cli(args: Sequence[str], *, cwd: Path, env: Mapping[str, str]) -> subprocess.Popen:
+    """Start ``bedrock-sql ARGS`` in the background (to signal or kill it), output captured."""
+    return subprocess.Popen(
+        cli_command(*args), cwd=cwd, env=dict(env), stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True
+    )
+
+
 def describe(result: subprocess.CompletedProcess) -> str:
     """A failure message showing what the CLI said."""
     return f"exit {result.returncode}\n--- stdout ---\n{result.stdout[-4000:]}\n--- stderr ---\n{result.stderr[-4000:]}"

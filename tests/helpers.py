@@ -28,6 +28,7 @@ import bedrock_sql.accounts
 import bedrock_sql.aws
 from bedrock_sql.accounts import Scope, resolve_scope
 from bedrock_sql.aws import AwsOptions
+from bedrock_sql.cli import main
 from bedrock_sql.engine import Engine, ErrorLog
 from bedrock_sql.estate import Estate, seed_demo_estate
 from bedrock_sql.providers import TABLES
@@ -213,3 +214,13 @@ def region_of(context: dict) -> str | None:
 def parse_json(value: str | None) -> Any:
     assert isinstance(value, str), f"expected JSON text, got {value!r}"
     return json.loads(value)
+
+
+def run_main(capsys: pytest.CaptureFixture, *args: Any) -> tuple[int, str, str]:
+    """Run `bedrock-sql ARGS` in process: (exit code, stdout, stderr)."""
+    capsys.readouterr()
+    with pytest.raises(SystemExit) as exited:
+        main([str(a) for a in args])
+    out, err = capsys.readouterr()
+    code = exited.value.code
+    return (0 if code is None else code), out, err

@@ -284,3 +284,12 @@ def _sql_value(value: Any) -> Any:
     if isinstance(value, (dict, list, tuple)):
         return json.dumps(value, sort_keys=True, separators=(",", ":"))
     return value
+
+
+# The bundled controls, by id.
+SEED = "bedrock_custom_model_encrypted_with_cmk"
+USABLE = "bedrock_custom_model_cmk_usable"
+ROTATION = "bedrock_custom_model_cmk_rotation_enabled"
+POLICY = "bedrock_custom_model_cmk_policy_not_public"
+JOB_CMK = "bedrock_customization_job_output_encrypted_with_cmk"
+JOB_VPC = "bedrock_customization_job_in_vpc"

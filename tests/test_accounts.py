@@ -20,9 +20,8 @@ import pytest
 
 import bedrock_sql.accounts
 import bedrock_sql.aws
-from bedrock_sql.accounts import Scope, resolve_scope, role_session_name
+from bedrock_sql.accounts import resolve_scope, role_session_name
 from bedrock_sql.aws import AwsOptions
-from bedrock_sql.cli import main
 from bedrock_sql.controls import load_controls, run_controls, select_controls
 from bedrock_sql.errors import UserError
 from bedrock_sql.estate import create_key, seed_models
@@ -30,6 +29,7 @@ from bedrock_sql.providers import TABLES
 from bedrock_sql.snapshot import collect
 from e2e_helpers import AwsProxy, AwsRequest, CannedResponse, cli_env, describe, run_cli
 from helpers import client_error, fast_regions
+from helpers import run_main as run
 
 A, B, C = "111111111111", "222222222222", "333333333333"
 MANAGEMENT = "123456789012"  # moto's default account: the ambient credentials
@@ -112,15 +112,6 @@ def deny_assume_role(monkeypatch: pytest.MonkeyPatch, accounts: Iterable[str], c
 
     hook_base_sessions(monkeypatch, "provide-client-params.sts.AssumeRole", handler)
     return denied
-
-
-def run(capsys: pytest.CaptureFixture, *args: str) -> tuple[int, str, str]:
-    capsys.readouterr()
-    with pytest.raises(SystemExit) as exited:
-        main(list(args))
-    out, err = capsys.readouterr()
-    code = exited.value.code
-    return (0 if code is None else code), out, err
 
 
 def user_error(capsys: pytest.CaptureFixture, *args: str) -> str:

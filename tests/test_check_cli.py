@@ -14,28 +14,13 @@ from pathlib import Path
 
 import pytest
 
-from bedrock_sql.cli import main
-from snapshot_builder import ACCOUNT, JOBS, MODELS, SnapshotBuilder
+from helpers import run_main as cli
+from snapshot_builder import ACCOUNT, JOB_CMK, JOB_VPC, JOBS, MODELS, POLICY, ROTATION, SEED, USABLE, SnapshotBuilder
 
-SEED = "bedrock_custom_model_encrypted_with_cmk"
-USABLE = "bedrock_custom_model_cmk_usable"
-ROTATION = "bedrock_custom_model_cmk_rotation_enabled"
-POLICY = "bedrock_custom_model_cmk_policy_not_public"
-JOB_CMK = "bedrock_customization_job_output_encrypted_with_cmk"
-JOB_VPC = "bedrock_customization_job_in_vpc"
 BUNDLED = {SEED, USABLE, ROTATION, POLICY, JOB_CMK, JOB_VPC}
 HIGH = {SEED, USABLE, POLICY, JOB_CMK}
 BASE_COLUMNS = ["control_id", "control_title", "severity", "status", "reason", "resource", "account_id", "region"]
 VPC = {"subnetIds": ["subnet-0a1"], "securityGroupIds": ["sg-01"]}
-
-
-def cli(capsys: pytest.CaptureFixture, *args: str) -> tuple[int, str, str]:
-    """Run `bedrock-sql ARGS` in process: (exit code, stdout, stderr)."""
-    capsys.readouterr()
-    with pytest.raises(SystemExit) as exit_info:
-        main([str(a) for a in args])
-    out, err = capsys.readouterr()
-    return exit_info.value.code, out, err
 
 
 def one_error_line(err: str, *names: str) -> str:
@@ -359,7 +344,7 @@ def test_user_control_whose_select_lacks_status_is_exit_2(capsys, tmp_path: Path
 def test_user_control_with_an_invalid_status_is_exit_2(capsys, tmp_path: Path, ok_db: Path) -> None:
     folder = tmp_path / "bad-status"
     text = USER_CONTROL.format(id="bad_status", severity="low", status="status").replace("'alarm'", "'fail'")
-    path = write_control(folder, text=text)
+    write_control(folder, text=text)
     snap = SnapshotBuilder(tmp_path / "one.db")
     snap.add_run()
     snap.add_model("untagged")

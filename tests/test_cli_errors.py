@@ -12,9 +12,9 @@ from pathlib import Path
 import pytest
 
 from bedrock_sql import snapshot
-from bedrock_sql.cli import main
 from bedrock_sql.estate import seed_models
 from helpers import REGIONS, World, deny, fast_regions, region_of, world  # noqa: F401
+from helpers import run_main as run
 
 FORMULA_PREFIX = "=SUM(1+1)"
 
@@ -48,15 +48,6 @@ def workdir(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
     work.mkdir()
     monkeypatch.chdir(work)
     return work
-
-
-def run(capsys: pytest.CaptureFixture, *args: str) -> tuple[int, str, str]:
-    capsys.readouterr()
-    with pytest.raises(SystemExit) as exited:
-        main(list(args))
-    out, err = capsys.readouterr()
-    code = exited.value.code
-    return (0 if code is None else code), out, err
 
 
 def files_under(directory: Path) -> dict[str, bytes]:

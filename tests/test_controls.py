@@ -15,14 +15,11 @@ import pytest
 from bedrock_sql import estate as estate_module
 from bedrock_sql.controls import REQUIRED_COLUMNS, STATUSES, Finding, bundled_controls, load_controls, run_control
 from bedrock_sql.sql import run_query, snapshot_connection
-from snapshot_builder import ACCOUNT, FOREIGN_ACCOUNT, JOBS, KEYS, MODELS, SnapshotBuilder, key_arn
+from snapshot_builder import (
+    ACCOUNT, FOREIGN_ACCOUNT, JOB_CMK, JOB_VPC, JOBS, KEYS, MODELS, POLICY, ROTATION, SEED, USABLE, SnapshotBuilder,
+    key_arn,
+)
 
-SEED = "bedrock_custom_model_encrypted_with_cmk"
-USABLE = "bedrock_custom_model_cmk_usable"
-ROTATION = "bedrock_custom_model_cmk_rotation_enabled"
-POLICY = "bedrock_custom_model_cmk_policy_not_public"
-JOB_CMK = "bedrock_customization_job_output_encrypted_with_cmk"
-JOB_VPC = "bedrock_customization_job_in_vpc"
 ALL_IDS = {SEED, USABLE, ROTATION, POLICY, JOB_CMK, JOB_VPC}
 MODEL_CONTROLS = (SEED, USABLE, ROTATION, POLICY)
 JOB_CONTROLS = (JOB_CMK, JOB_VPC)

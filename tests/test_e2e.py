@@ -31,11 +31,11 @@ from e2e_helpers import (
     ACCOUNT_ID,
     AwsProxy,
     AwsRequest,
-    cli_command,
     cli_env,
     deny,
     describe,
     run_cli,
+    start_cli,
 )
 
 CLOSED_PORT_URL = "http://127.0.0.1:9"  # discard: nothing listens, connections are refused
@@ -283,14 +283,7 @@ def test_killed_collect_leaves_previous_snapshot_whole(
 
     stall = StallAfter("GetCustomModel", after=10)
     with AwsProxy(moto_url, stall) as proxy:
-        process = subprocess.Popen(
-            cli_command("collect", "--region", "us-east-1", "--max-workers", "2"),
-            cwd=tmp_path,
-            env=cli_env(proxy.url),
-            stdout=subprocess.PIPE,
-            stderr=subprocess.PIPE,
-            text=True,
-        )
+        process = start_cli(["collect", "--region", "us-east-1", "--max-workers", "2"], cwd=tmp_path, env=cli_env(proxy.url))
         try:
             expected_partial = tmp_path / f".bedrock.db.{socket.gethostname()}.{process.pid}.partial"
             wait_for(lambda: expected_partial.exists() or process.poll() is not None, 30, "the partial file")
@@ -342,14 +335,7 @@ def test_interrupted_collect_cleans_up_and_leaves_previous_snapshot(
 
     stall = StallAfter("GetCustomModel", after=5)
     with AwsProxy(moto_url, stall) as proxy:
-        process = subprocess.Popen(
-            cli_command("collect", "--region", "us-east-1"),
-            cwd=tmp_path,
-            env=cli_env(proxy.url),
-            stdout=subprocess.PIPE,
-            stderr=subprocess.PIPE,
-            text=True,
-        )
+        process = start_cli(["collect", "--region", "us-east-1"], cwd=tmp_path, env=cli_env(proxy.url))
         try:
             assert stall.reached.wait(30), "the collect never got to its 6th GetCustomModel"
             partial = tmp_path / f".bedrock.db.{socket.gethostname()}.{process.pid}.partial"

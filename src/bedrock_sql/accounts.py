@@ -94,9 +94,6 @@ class Scope:
     def regions(self) -> list[str]:
         return sorted({u.region for u in self.units})
 
-    def api(self, unit: Unit) -> UnitApi:
-        return UnitApi(self.factory, unit)
-
     def failed_units(self) -> Iterator[tuple[Unit, ApiError]]:
         """(unit, error) for every region of every account that could not be reached."""
         for failed in self.failed_accounts:

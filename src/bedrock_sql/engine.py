@@ -93,12 +93,6 @@ class ScanPlan:
     list_params: dict = field(default_factory=dict)
 
 
-def unoffered(scope: Scope, services: Iterator[str]) -> list[tuple[str, str]]:
-    """(service, region) pairs in ``scope`` that are skipped because not offered there."""
-    regions = sorted({u.region for u in scope.units})
-    return [(svc, r) for svc in sorted(set(services)) for r in regions if not offered(svc, r)]
-
-
 class Engine:
     """Runs scans for the virtual tables and the collector over one :class:`Scope`."""
 

@@ -10,6 +10,7 @@
 --
 -- ok     the job has subnets in its VPC configuration
 -- alarm  the job has no VPC configuration
+-- skip   the job was stopped or failed: it trains no model
 -- error  the job's details, or its account/region listing, could not be read
 WITH
 job_errors AS (
@@ -22,11 +23,14 @@ job_errors AS (
 SELECT
   j.arn AS resource,
   CASE
+    WHEN j.status IN ('Stopped', 'Stopping', 'Failed') THEN 'skip'
     WHEN je.resource IS NOT NULL THEN 'error'
     WHEN json_array_length(j.vpc_config, '$.subnetIds') > 0 THEN 'ok'
     ELSE 'alarm'
   END AS status,
   CASE
+    WHEN j.status IN ('Stopped', 'Stopping', 'Failed') THEN
+      'Job ' || j.job_name || ' is ' || j.status || ' and trains no model.'
     WHEN je.resource IS NOT NULL THEN
       'The details of job ' || j.job_name || ' could not be read (' || je.cause || '), so its network settings are unknown.'
     WHEN json_array_length(j.vpc_config, '$.subnetIds') > 0 THEN

@@ -11,7 +11,13 @@ The proxy can also add a fixed ``latency`` to every request (as Bedrock's contro
 takes 50-200 ms to answer), and a rule can make it hang up without answering
 (:meth:`CannedResponse.hang_up`), as an unreachable endpoint does. Ready-made rules:
 :func:`deny`, :class:`ThrottleFirstAttempts` (a deterministic throttling storm),
-:func:`throttle` (one operation, every attempt) and :func:`unreachable` (one region).
+:func:`throttle` (one operation, every attempt) and :func:`unreachable` (one region);
+:class:`aws_faults.Fault` answers one operation with any of its ``FAULT_KINDS``
+(throttling, 5xx, AccessDenied, ValidationException, a 200 with HTML, truncated or empty,
+a reset connection, or no answer until the client's read timeout).
+
+With a ``pager`` (:class:`aws_faults.Pager`), the proxy pages every listing itself (moto
+answers KMS listings in one page whatever their ``Limit``).
 """
 
 from __future__ import annotations
@@ -31,8 +37,11 @@ from dataclasses import dataclass, field
 from functools import lru_cache
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
-from typing import Callable, Mapping, Sequence
+from typing import TYPE_CHECKING, Callable, Mapping, Sequence
 from urllib.parse import parse_qs, unquote, urlsplit
+
+if TYPE_CHECKING:
+    from aws_faults import Pager
 
 ACCOUNT_ID = "123456789012"  # moto's default account
 
@@ -131,6 +140,10 @@ class CannedResponse:
     headers: dict[str, str] = field(default_factory=dict)
     # Set: answer nothing and drop the connection ("close": a clean FIN, "reset": an RST).
     hangup: str | None = None
+    # Set: forward the request, then answer with what moto said, its body passed through this.
+    rewrite_body: Callable[[bytes], bytes] | None = None
+    # Set: say nothing for this many seconds (or until the proxy closes), then hang up.
+    stall: float | None = None
 
     @classmethod
     def aws_error(cls, status: int, code: str, message: str, protocol: str = "rest-json") -> "CannedResponse":
@@ -166,6 +179,21 @@ class CannedResponse:
     def hang_up(cls, reset: bool = False) -> "CannedResponse":
         """No answer at all: the connection is closed (or reset) once the request is read."""
         return cls(0, hangup="reset" if reset else "close")
+
+    @classmethod
+    def ok_with(cls, body: bytes, content_type: str) -> "CannedResponse":
+        """A 200 whose body is ``body`` (HTML, nothing...), as a captive portal answers."""
+        return cls(200, body, {"Content-Type": content_type, "x-amzn-RequestId": "e2e"})
+
+    @classmethod
+    def truncated(cls) -> "CannedResponse":
+        """moto's real answer, cut in the middle (a connection that dropped mid-body)."""
+        return cls(200, rewrite_body=lambda body: body[: max(1, len(body) // 2)])
+
+    @classmethod
+    def silence(cls, seconds: float = 30.0) -> "CannedResponse":
+        """No answer for ``seconds``: the client's read timeout fires first."""
+        return cls(0, hangup="close", stall=seconds)
 
 
 def protocol_of(request: "AwsRequest") -> str:
@@ -257,17 +285,22 @@ class AwsProxy:
     thread (so concurrent requests overlap, as they do against AWS).
     """
 
-    def __init__(self, upstream: str, rule: Rule | None = None, *, latency: float = 0.0):
+    def __init__(self, upstream: str, rule: Rule | None = None, *, latency: float = 0.0, pager: "Pager | None" = None):
         parts = urlsplit(upstream)
         self.upstream_host = parts.hostname or "127.0.0.1"
         self.upstream_port = parts.port or 80
         self.rule = rule
         self.latency = latency
+        self.pager = pager
+        self.closing = threading.Event()  # ends stalls when the proxy closes
         self.requests: list[AwsRequest] = []
         self.answered: list[AwsRequest] = []  # the ones the rule answered
         self._lock = threading.Lock()
         self._server = _QuietServer(("127.0.0.1", 0), self._handler_class())
-        self._thread = threading.Thread(target=self._server.serve_forever, name="e2e-aws-proxy", daemon=True)
+        # A short poll interval: shutdown() waits up to one interval (0.5 s by default) per proxy.
+        self._thread = threading.Thread(
+            target=self._server.serve_forever, kwargs={"poll_interval": 0.02}, name="e2e-aws-proxy", daemon=True
+        )
 
     @property
     def url(self) -> str:
@@ -279,6 +312,7 @@ class AwsProxy:
         return self
 
     def __exit__(self, *exc) -> None:
+        self.closing.set()
         self._server.shutdown()
         self._server.server_close()
         self._thread.join(timeout=5)
@@ -336,16 +370,24 @@ class AwsProxy:
                     time.sleep(proxy.latency)
                 canned = proxy.rule(request) if proxy.rule else None
                 proxy._record(request, canned is not None)
+                if canned is not None and canned.stall:
+                    proxy.closing.wait(canned.stall)
                 if canned is not None and canned.hangup:
                     self._hang_up(canned.hangup == "reset")
                     return
-                if canned is not None:
+                if canned is not None and canned.rewrite_body is None:
                     self._reply(canned.status, list(canned.headers.items()), canned.body)
                     return
-                status, reply_headers, reply_body = self._forward(body)
+                page = proxy.pager.page(request) if proxy.pager else None
+                path, body = page.upstream_request(self.path, body) if page else (self.path, body)
+                status, reply_headers, reply_body = self._forward(body, path)
+                if page is not None and status == 200:
+                    reply_body = page.cut(reply_body)
+                if canned is not None and canned.rewrite_body is not None:
+                    reply_body = canned.rewrite_body(reply_body)
                 self._reply(status, reply_headers, reply_body)
 
-            def _forward(self, body: bytes):
+            def _forward(self, body: bytes, path: str | None = None):
                 connection = getattr(self, "_upstream", None)
                 for attempt in (1, 2):  # a kept-alive upstream connection may have been closed
                     if connection is None:
@@ -353,7 +395,7 @@ class AwsProxy:
                         self._upstream = connection
                     try:
                         headers = {k: v for k, v in self.headers.items() if k.lower() not in _HOP_BY_HOP}
-                        connection.request(self.command, self.path, body=body, headers=headers)
+                        connection.request(self.command, path or self.path, body=body, headers=headers)
                         response = connection.getresponse()
                         data = response.read()
                         reply_headers = [(k, v) for k, v in response.getheaders() if k.lower() not in _HOP_BY_HOP]

@@ -13,7 +13,9 @@ are stored as JSON text, as the collector stores them. An unknown column is an e
     with snapshot_connection(snap.path) as connection: ...
 
 :func:`bedrock_sql.snapshot.open_snapshot` accepts the file (the runs table exists from
-the start; :meth:`SnapshotBuilder.add_run` adds a run row).
+the start; :meth:`SnapshotBuilder.add_run` adds a run row). `check` dates its findings by
+that run and refuses a snapshot without one, as no collect writes such a snapshot: call
+``add_run()`` (``finished_at`` is when the findings were true) before checking.
 """
 
 from __future__ import annotations
@@ -27,6 +29,7 @@ from typing import Any
 
 from bedrock_sql.providers import TABLES
 from bedrock_sql.snapshot import ERRORS_TABLE, META_TABLES, RUNS_TABLE, _create_sql
+from bedrock_sql.snapshot_file import APPLICATION_ID
 
 ACCOUNT = "123456789012"
 REGION = "us-east-1"
@@ -79,6 +82,7 @@ class SnapshotBuilder:
             for name, (_, columns) in META_TABLES.items():
                 db.execute(_create_sql(name, columns))
                 self.columns[name] = [c.name for c in columns]
+            db.execute(f"PRAGMA application_id = {APPLICATION_ID}")  # as every collected snapshot
         self.close()
 
     # --- plumbing ---------------------------------------------------------------------

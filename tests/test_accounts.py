@@ -231,7 +231,7 @@ def test_explicit_role_that_cannot_be_assumed_is_a_user_error(aws, capsys, monke
     denied = deny_assume_role(monkeypatch, [B])
     db = tmp_path / "bedrock.db"
     line = user_error(capsys, "--db", str(db), "collect", "--region", "us-east-1", "--role-arn", role(A), "--role-arn", role(B))
-    assert f"cannot assume {role(B)}: AccessDenied" in line
+    assert f"cannot assume {role(B)}: AssumeRole failed: AccessDenied: not authorized" in line
     assert denied == [role(B)]
     assert not db.exists()
 

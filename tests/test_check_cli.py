@@ -15,7 +15,7 @@ from pathlib import Path
 import pytest
 
 from helpers import run_main as cli
-from snapshot_builder import ACCOUNT, JOB_CMK, JOB_VPC, JOBS, MODELS, POLICY, ROTATION, SEED, USABLE, SnapshotBuilder
+from snapshot_builder import ACCOUNT, FOREIGN_ACCOUNT, WHEN, JOB_CMK, JOB_VPC, JOBS, MODELS, POLICY, ROTATION, SEED, USABLE, SnapshotBuilder
 
 BUNDLED = {SEED, USABLE, ROTATION, POLICY, JOB_CMK, JOB_VPC}
 HIGH = {SEED, USABLE, POLICY, JOB_CMK}
@@ -194,7 +194,9 @@ def test_exports_follow_the_extension(capsys, tmp_path: Path, alarm_db: Path) ->
     assert json.loads(paths["json"].read_text()) == expected
     assert [json.loads(line) for line in paths["jsonl"].read_text().splitlines()] == expected
 
-    markdown = paths["md"].read_text().splitlines()
+    heading, blank, *markdown = paths["md"].read_text().splitlines()
+    run = expected[0]["run_id"]
+    assert heading == f"Findings of the snapshot collected {WHEN} (run {run})." and blank == ""
     assert markdown[0].startswith("|") and "control_id" in markdown[0] and "reason" in markdown[0]
     assert set(markdown[1]) <= set("|-: ")
     assert len(markdown) == 2 + len(expected)
@@ -416,3 +418,195 @@ def test_an_endpoint_that_is_not_a_url_is_one_line(capsys, ok_db: Path, endpoint
     code, _, err = cli(capsys, "--db", ok_db, "check", "--live", "--region", "us-east-1", "--endpoint-url", endpoint)
     assert code == 2
     one_error_line(err, "is not a URL", "http://")
+
+
+# --- info is no alarm ------------------------------------------------------------------------
+
+
+def test_info_findings_are_not_alarms(capsys, tmp_path: Path) -> None:
+    snap = compliant(tmp_path / "info.db")
+    snap.add_model("partner-catalog-v1", model_kms_key_arn=f"arn:aws:kms:us-east-1:{FOREIGN_ACCOUNT}:key/k-1")
+    code, out, err = cli(capsys, "--db", snap.path, "check", SEED, "--output", "json")
+    assert {row["status"] for row in json.loads(out)} == {"ok", "info"}
+    assert "Summary: total 2, ok 1, alarm 0, info 1, skip 0, error 0" in err
+    assert code == 0
+
+
+# --- audit formats through the CLI -----------------------------------------------------------
+
+
+def assert_asff(items: list, count: int) -> None:
+    assert isinstance(items, list) and len(items) == count
+    for item in items:
+        assert item["SchemaVersion"] == "2018-10-08" and item["AwsAccountId"] == ACCOUNT
+        assert item["Compliance"]["Status"] in {"PASSED", "FAILED", "WARNING", "NOT_AVAILABLE"}
+        assert "class_uid" not in item
+
+
+def assert_ocsf(events: list, count: int) -> None:
+    assert isinstance(events, list) and len(events) == count
+    for event in events:
+        assert event["class_uid"] == 2003 and event["cloud"]["account"]["uid"] == ACCOUNT
+        assert "SchemaVersion" not in event
+
+
+def test_exports_of_asff_ocsf_and_json_each_get_their_format(capsys, tmp_path: Path, alarm_db: Path) -> None:
+    asff, ocsf, plain = tmp_path / "x.asff.json", tmp_path / "x.ocsf.json", tmp_path / "x.json"
+    code, out, _ = cli(capsys, "--db", alarm_db, "check", "--output", "csv",
+                       "--export", asff, "--export", ocsf, "--export", plain)
+    assert code == 1
+    assert len(list(csv.DictReader(io.StringIO(out)))) == 10
+    assert_asff(json.loads(asff.read_text()), 10)
+    assert_ocsf(json.loads(ocsf.read_text()), 10)
+    rows = json.loads(plain.read_text())
+    assert len(rows) == 10 and all(row["control_id"] in BUNDLED and "SchemaVersion" not in row for row in rows)
+    for path in (asff, ocsf, plain):
+        assert stat.S_IMODE(path.stat().st_mode) == 0o600
+
+
+@pytest.mark.parametrize("fmt", ["asff", "ocsf"])
+def test_asff_and_ocsf_on_stdout_are_one_array_and_the_summary_goes_to_stderr(capsys, alarm_db: Path, fmt: str) -> None:
+    code, out, err = cli(capsys, "--db", alarm_db, "check", "--output", fmt)
+    assert code == 1
+    (assert_asff if fmt == "asff" else assert_ocsf)(json.loads(out), 10)
+    assert "Summary" not in out and "Summary: total 10, ok 6, alarm 1" in err
+
+
+@pytest.mark.parametrize("fmt", ["asff", "ocsf", "json"])
+def test_an_empty_check_is_an_empty_array(capsys, tmp_path: Path, fmt: str) -> None:
+    snap = SnapshotBuilder(tmp_path / "empty.db")
+    snap.add_run()
+    code, out, _ = cli(capsys, "--db", snap.path, "check", "--output", fmt)
+    assert code == 0 and json.loads(out) == []
+
+
+# --- dated evidence ----------------------------------------------------------------------------
+
+COLLECTED = "2026-10-01T08:30:00Z"  # neither the builder's WHEN nor today: only the run says it
+
+
+@pytest.fixture
+def dated_db(tmp_path: Path) -> tuple[Path, str]:
+    snap = SnapshotBuilder(tmp_path / "dated.db")
+    run = snap.add_run(started_at="2026-10-01T08:29:00Z", finished_at=COLLECTED)
+    key = snap.add_key("alias/bedrock/custom-models")
+    snap.add_model("support-chat-v3", model_kms_key_arn=key["arn"])
+    snap.add_model("hr-policy-qa-v1")
+    return snap.path, run["run_id"]
+
+
+def test_rows_carry_the_collection_time_and_run_id_after_the_base_columns(capsys, tmp_path: Path, dated_db) -> None:
+    db, run_id = dated_db
+    exports = {ext: tmp_path / f"out.{ext}" for ext in ("csv", "json", "jsonl")}
+    code, out, _ = cli(capsys, "--db", db, "check", SEED, "--output", "jsonl",
+                       *(arg for path in exports.values() for arg in ("--export", path)))
+    assert code == 1
+    stdout_rows = [json.loads(line) for line in out.splitlines()]
+    csv_rows = list(csv.DictReader(io.StringIO(exports["csv"].read_text())))
+    for rows in (stdout_rows, csv_rows, json.loads(exports["json"].read_text()),
+                 [json.loads(line) for line in exports["jsonl"].read_text().splitlines()]):
+        assert len(rows) == 2
+        for row in rows:
+            assert list(row)[: len(BASE_COLUMNS) + 2] == [*BASE_COLUMNS, "collected_at", "run_id"]
+            assert (row["collected_at"], row["run_id"]) == (COLLECTED, run_id)
+
+
+def test_asff_and_ocsf_are_dated_by_the_collection_not_by_the_check(capsys, tmp_path: Path, dated_db) -> None:
+    db, run_id = dated_db
+    code, out, _ = cli(capsys, "--db", db, "check", SEED, "--output", "asff")
+    assert code == 1
+    for item in json.loads(out):
+        for name in ("CreatedAt", "UpdatedAt", "FirstObservedAt", "LastObservedAt"):
+            assert item[name] == "2026-10-01T08:30:00.000Z", name
+        assert item["ProductFields"]["bedrock-sql/RunId"] == run_id
+    code, again, _ = cli(capsys, "--db", db, "check", SEED, "--output", "asff")
+    assert again == out  # the same snapshot gives the same evidence, whenever it is checked
+
+    code, out, _ = cli(capsys, "--db", db, "check", SEED, "--output", "ocsf")
+    epoch_ms = 1790843400000  # 2026-10-01T08:30:00Z
+    for event in json.loads(out):
+        info = event["finding_info"]
+        assert event["time"] == epoch_ms and event["time_dt"].startswith("2026-10-01T08:30:00")
+        assert info["created_time"] == info["first_seen_time"] == info["last_seen_time"] == epoch_ms
+        assert info["modified_time"] == epoch_ms
+        assert event["unmapped"]["run_id"] == run_id
+
+
+def test_table_and_markdown_name_the_snapshot(capsys, tmp_path: Path, dated_db) -> None:
+    db, run_id = dated_db
+    for fmt in ("table", "brief", "markdown"):
+        code, out, _ = cli(capsys, "--db", db, "check", SEED, "--output", fmt)
+        assert code == 1
+        summary = out.strip().splitlines()[-1]
+        assert summary.startswith("Summary: total 2, ") and COLLECTED in summary and run_id in summary
+    assert out.splitlines()[0] == f"Findings of the snapshot collected {COLLECTED} (run {run_id})."
+
+
+def test_a_snapshot_without_a_run_cannot_be_dated(capsys, tmp_path: Path) -> None:
+    snap = SnapshotBuilder(tmp_path / "norun.db")
+    snap.add_model("m1")
+    code, out, err = cli(capsys, "--db", snap.path, "check", "--output", "csv")
+    assert code == 2 and out == ""
+    one_error_line(err, "bedrock_sql_runs", "dated")
+
+
+# --- streaming ----------------------------------------------------------------------------------
+
+
+def test_grouped_rows_come_worst_first_within_a_control(capsys, error_db: Path) -> None:
+    code, out, _ = cli(capsys, "--db", error_db, "check", SEED)
+    assert code == 2
+    statuses = [line.split("|")[1].strip() for line in out.splitlines() if line.startswith("| ") and "status" not in line]
+    assert statuses == ["ERROR", "ALARM", "OK"]
+
+
+def test_a_control_longer_than_a_page_is_paged(capsys, monkeypatch, tmp_path: Path) -> None:
+    import bedrock_sql.render as render_module
+
+    monkeypatch.setattr(render_module, "PAGE_ROWS", 2)
+    snap = SnapshotBuilder(tmp_path / "five.db")
+    snap.add_run()
+    for i in range(5):
+        snap.add_model(f"m{i}")
+    code, out, _ = cli(capsys, "--db", snap.path, "check", SEED)
+    assert code == 1
+    assert out.count("| status ") == 3  # 2 + 2 + 1 rows, each page with its header
+    assert sum(f"custom-model/m{i} " in out for i in range(5)) == 5
+
+
+def test_a_failed_check_leaves_no_export_and_an_earlier_one_whole(capsys, tmp_path: Path, alarm_db: Path) -> None:
+    folder = tmp_path / "bad-status"
+    text = USER_CONTROL.format(id="bad_status", severity="low", status="status").replace("'alarm'", "'fail'")
+    write_control(folder, text=text)
+    earlier = tmp_path / "findings.csv"
+    earlier.write_text("an earlier export\n")
+    new = tmp_path / "new.json"
+    code, _, err = cli(capsys, "--db", alarm_db, "check", "--queries", folder, "--output", "csv",
+                       "--export", earlier, "--export", new)
+    assert code == 2
+    one_error_line(err, "bad_status", "fail")
+    assert earlier.read_text() == "an earlier export\n"
+    assert not new.exists()
+    assert sorted(p.name for p in tmp_path.iterdir()) == sorted(["alarm.db", "bad-status", "findings.csv"])
+
+
+# --- check --live leaves nothing behind ---------------------------------------------------------
+
+
+def test_check_live_leaves_no_temporary_snapshot(server_session, moto_url: str, tmp_path: Path) -> None:
+    from bedrock_sql.estate import seed_demo_estate
+    from e2e_helpers import cli_env, describe, run_cli
+
+    seed_demo_estate(server_session, regions=("us-east-1",), endpoint_url=moto_url)
+    temporary, work = tmp_path / "tmp", tmp_path / "work"
+    temporary.mkdir()
+    work.mkdir()
+    result = run_cli(["check", "--live", "--region", "us-east-1", SEED, "--output", "json", "--export", "f.asff.json"],
+                     cwd=work, env=cli_env(moto_url, TMPDIR=str(temporary)), timeout=120)
+    assert result.returncode == 1, describe(result)
+    rows = json.loads(result.stdout)
+    assert rows and len({(r["collected_at"], r["run_id"]) for r in rows}) == 1  # the throw-away snapshot's run
+    asff = json.loads((work / "f.asff.json").read_text())
+    assert {item["LastObservedAt"][:19] for item in asff} == {rows[0]["collected_at"][:19]}
+    assert list(temporary.iterdir()) == []  # the map of the estate is gone
+    assert sorted(p.name for p in work.iterdir()) == ["f.asff.json"]

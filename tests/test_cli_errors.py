@@ -318,3 +318,57 @@ def test_collect_with_a_failed_unit_exits_2_and_still_lands(capsys, workdir: Pat
     assert db.is_file()
     code, out, _ = run(capsys, "--db", str(db), "query", "-o", "csv", "SELECT region, operation FROM bedrock_sql_errors")
     assert out.splitlines() == ["region,operation", "us-east-1,ListKeys"]
+
+
+# --- SQL that starts with a comment; --live is read-only too ---------------------------------
+
+KEY_COUNT = "SELECT count(*) AS n FROM aws_kms_key"
+
+
+@pytest.mark.parametrize(
+    "sql",
+    [f"-- how many keys\n{KEY_COUNT}", f"--no space\n{KEY_COUNT}", f"-- looks like -o json --live\n{KEY_COUNT}",
+     f"/* how many keys */ {KEY_COUNT}", f"\n-- after a blank line\n{KEY_COUNT}"],
+)
+@pytest.mark.parametrize("options_first", [True, False])
+def test_sql_starting_with_a_comment(capsys, snap, sql: str, options_first: bool) -> None:
+    """click reads a word starting with '-' as an option; SQL opening with `--` is the SQL."""
+    path, counts = snap
+    args = ["-o", "csv", sql] if options_first else [sql, "-o", "csv"]
+    code, out, err = run(capsys, "--db", str(path), "query", *args)
+    assert (code, err) == (0, "")
+    assert out.splitlines() == ["n", str(counts["aws_kms_key"])]
+
+
+def test_sql_after_double_dash(capsys, snap) -> None:
+    path, counts = snap
+    code, out, err = run(capsys, "--db", str(path), "query", "-o", "csv", "--", f"-- note\n{KEY_COUNT}")
+    assert (code, err) == (0, "")
+    assert out.splitlines() == ["n", str(counts["aws_kms_key"])]
+
+
+def test_an_option_value_that_looks_like_sql_stays_the_value(capsys, workdir: Path, snap) -> None:
+    path, counts = snap
+    (workdir / "- my query.sql").write_text(KEY_COUNT)
+    code, out, err = run(capsys, "--db", str(path), "query", "-o", "csv", "-f", "- my query.sql")
+    assert (code, err) == (0, "")
+    assert out.splitlines() == ["n", str(counts["aws_kms_key"])]
+
+
+@pytest.mark.parametrize("sql", ["-- only a note", "/* only a note */", "-- one\n-- two\n"])
+def test_sql_that_is_only_comments(capsys, workdir: Path, snap, sql: str) -> None:
+    path, _ = snap
+    line = assert_user_error(capsys, workdir, "--db", str(path), "query", sql)
+    assert "no SQL given" in line
+
+
+@pytest.mark.parametrize("sql, would_write", [("ATTACH 'x.db' AS e", "x.db"), ("VACUUM INTO 'y.db'", "y.db")])
+@pytest.mark.parametrize("live", [True, False], ids=["live", "snapshot"])
+def test_query_writes_no_file(capsys, workdir: Path, world: World, snap, sql: str, would_write: str, live: bool) -> None:
+    """Both connections refuse what would write a file beside them (the live one is an
+    in-memory database: only its authorizer stands between ATTACH and the disk)."""
+    path, _ = snap
+    args = ["query", "--live", "--region", "us-east-1", sql] if live else ["--db", str(path), "query", sql]
+    line = assert_user_error(capsys, workdir, *args)
+    assert "read-only" in line
+    assert not (workdir / would_write).exists()

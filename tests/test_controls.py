@@ -332,6 +332,15 @@ def test_job_in_vpc_every_status(snap: SnapshotBuilder) -> None:
     assert_finding(findings, f"{ACCOUNT}/eu-west-1", "error", "ListModelCustomizationJobs")
 
 
+@pytest.mark.parametrize("status", ["Stopped", "Stopping", "Failed"])
+def test_both_job_controls_skip_a_job_that_trains_no_model(snap: SnapshotBuilder, status: str) -> None:
+    # Neither network nor key settings matter for a job that produces nothing: the two job
+    # controls agree (the VPC one used to alarm where the key one skipped).
+    job = snap.add_job(f"job-{status.lower()}", status=status, vpc_config=None, output_model_kms_key_arn=None)
+    for control_id in JOB_CONTROLS:
+        assert_finding(by_resource(snap.path, control_id), job["arn"], "skip", job["job_name"], status)
+
+
 def test_job_tag_read_failure_does_not_hide_the_job(snap: SnapshotBuilder) -> None:
     cmk = snap.add_key("alias/cmk")
     job = snap.add_job("job-tags-denied", output_model_kms_key_arn=cmk["arn"],

@@ -157,3 +157,82 @@ def test_region_without_bedrock_is_skipped_for_bedrock_tables_only(aws, tmp_path
     import sqlite3
     notes = sqlite3.connect(tmp_path / "s.db").execute("SELECT notes FROM bedrock_sql_runs").fetchone()[0]
     assert "ap-east-1" in notes
+
+
+# --- nothing doubles, nothing vanishes (through the collector) ---------------------------
+
+
+class Repeating(Probe):
+    """A listing that answers some items twice (a listing that moved while it was paged)
+    and whose get finds some items gone (deleted between list and get)."""
+
+    def __init__(self, items: int, repeated: set[int], gone: set[int]):
+        super().__init__(items)
+        self.repeated, self.gone = repeated, gone
+
+    def list_items(self, api, params):
+        for i in range(self.items):
+            yield {"id": f"{api.region}-{i}"}
+            if i in self.repeated:
+                yield {"id": f"{api.region}-{i}"}
+
+    def hydrate_item(self, api, summary):
+        if int(summary["id"].rsplit("-", 1)[1]) in self.gone:
+            return None  # what a provider answers for a genuine not-found
+        return {"detail": summary["id"].upper()}
+
+    def table(self, concurrency: int = 3) -> Table:
+        return Table(**{**vars(super().table(concurrency)), "key": ("id",)})  # as a provider declares it
+
+
+def collect_probe(probe: Probe, tmp_path):
+    import json
+    import sqlite3
+
+    from bedrock_sql.snapshot import collect
+
+    scope = make_scope(regions=("r1",))
+    result = collect(scope, tmp_path / "s.db", tables={"probe": probe.table()}, max_workers=2)
+    with sqlite3.connect(tmp_path / "s.db") as conn:
+        ids = sorted(r[0] for r in conn.execute("SELECT id FROM probe"))
+        status, notes = conn.execute("SELECT status, notes FROM bedrock_sql_runs").fetchone()
+        unique = [i[1] for i in conn.execute("PRAGMA index_list(probe)") if i[2]]  # (seq, name, unique, ...)
+        unique_columns = [[c[2] for c in conn.execute(f"PRAGMA index_info({name})")] for name in unique]
+    assert unique_columns == [["id"]]  # the table's key: a duplicate cannot land silently
+    return result, ids, status, json.loads(notes)
+
+
+def test_a_duplicate_answer_is_stored_once_and_counted(tmp_path):
+    result, ids, status, notes = collect_probe(Repeating(items=6, repeated={1, 4}, gone=set()), tmp_path)
+    assert ids == [f"r1-{i}" for i in range(6)]  # one row per key
+    assert result.row_counts == {"probe": 6}
+    assert status == "complete"  # nothing was lost: the first answer is kept
+    assert notes == ["probe: 2 duplicate row(s) answered by AWS were dropped (one row per id is kept)"]
+    assert result.scope.notes == notes  # the summary prints them too
+
+
+def test_a_resource_gone_between_list_and_get_is_noted_not_silent(tmp_path):
+    result, ids, status, notes = collect_probe(Repeating(items=4, repeated=set(), gone={2}), tmp_path)
+    assert ids == ["r1-0", "r1-1", "r1-3"]
+    assert status == "complete" and result.errors == []
+    assert notes == ["probe: 1 resource(s) listed but gone before their details were read: r1-2"]
+
+
+def test_a_failed_get_keeps_the_listed_row_with_an_error(tmp_path):
+    class Failing(Probe):
+        def hydrate_item(self, api, summary):
+            if summary["id"] == "r1-1":
+                raise ApiError("GetThing", "ValidationException", "bad")
+            return super().hydrate_item(api, summary)
+
+    result, ids, status, notes = collect_probe(Failing(items=3), tmp_path)
+    assert ids == ["r1-0", "r1-1", "r1-2"]  # kept, from its listing
+    assert status == "partial" and notes == []
+    [error] = result.errors
+    assert (error.operation, error.error_code, error.resource) == ("GetThing", "ValidationException", "r1-1")
+
+
+def test_a_key_must_name_columns():
+    with pytest.raises(ValueError, match="not columns"):
+        Table(**{**vars(Probe(1).table()), "key": ("nope",)})
+    assert Probe(1).table().key == ("id",)  # by default, the ARN column

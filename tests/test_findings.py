@@ -14,7 +14,7 @@ from bedrock_sql import __version__
 from bedrock_sql.controls import SEVERITIES, STATUSES, Control, Finding
 from bedrock_sql.findings import finding_uid, partition_for_region, to_asff, to_ocsf
 
-GENERATED_AT = datetime(2026, 11, 28, 12, 0, 0, tzinfo=timezone.utc)
+OBSERVED_AT = datetime(2026, 11, 28, 12, 0, 0, tzinfo=timezone.utc)
 ACCOUNT = "123456789012"
 OTHER_ACCOUNT = "210987654321"
 REGION = "us-east-1"
@@ -169,7 +169,7 @@ EXPECTED_LABEL = {"critical": "CRITICAL", "high": "HIGH", "medium": "MEDIUM", "l
 
 def test_asff_required_fields_for_every_status_and_severity():
     findings = every_status_and_severity()
-    asff = to_asff(findings, generated_at=GENERATED_AT)
+    asff = to_asff(findings, observed_at=OBSERVED_AT)
     assert len(asff) == len(findings)
     for source, item in zip(findings, asff):
         assert asff_problems(item) == [], item
@@ -208,8 +208,8 @@ def test_asff_required_fields_for_every_status_and_severity():
 
 
 def test_asff_ids_are_stable_and_distinct():
-    first = to_asff(every_status_and_severity(), generated_at=GENERATED_AT)
-    again = to_asff(every_status_and_severity(), generated_at=GENERATED_AT + timedelta(days=3))
+    first = to_asff(every_status_and_severity(), observed_at=OBSERVED_AT)
+    again = to_asff(every_status_and_severity(), observed_at=OBSERVED_AT + timedelta(days=3))
     assert [f["Id"] for f in first] == [f["Id"] for f in again]
     assert len({f["Id"] for f in first}) == len(first)
     base = make_finding()
@@ -227,14 +227,36 @@ def test_asff_ids_are_stable_and_distinct():
 
 def test_asff_timestamps():
     first_seen = datetime(2026, 11, 1, 8, 30, 15, 123456)  # naive: UTC
-    (item,) = to_asff([make_finding()], generated_at=GENERATED_AT, first_observed_at=first_seen)
+    (item,) = to_asff([make_finding()], observed_at=OBSERVED_AT, first_observed_at=first_seen)
     assert item["CreatedAt"] == item["FirstObservedAt"] == "2026-11-01T08:30:15.123Z"
     assert item["UpdatedAt"] == item["LastObservedAt"] == "2026-11-28T12:00:00.000Z"
     plus_two = timezone(timedelta(hours=2))
-    (item,) = to_asff([make_finding()], generated_at=datetime(2026, 11, 28, 14, 0, tzinfo=plus_two))
+    (item,) = to_asff([make_finding()], observed_at=datetime(2026, 11, 28, 14, 0, tzinfo=plus_two))
     assert item["UpdatedAt"] == "2026-11-28T12:00:00.000Z"
     with pytest.raises(ValueError):
-        to_asff([make_finding()], generated_at=GENERATED_AT, first_observed_at=GENERATED_AT + timedelta(seconds=1))
+        to_asff([make_finding()], observed_at=OBSERVED_AT, first_observed_at=OBSERVED_AT + timedelta(seconds=1))
+
+
+def test_a_finding_is_dated_by_its_collection_and_carries_its_run():
+    dated = make_finding(collected_at="2026-10-01T08:30:00Z", run_id="run-1")
+    (item,) = to_asff([dated], observed_at=OBSERVED_AT)  # the finding's own time wins
+    for name in ("CreatedAt", "UpdatedAt", "FirstObservedAt", "LastObservedAt"):
+        assert item[name] == "2026-10-01T08:30:00.000Z"
+    assert item["ProductFields"]["bedrock-sql/RunId"] == "run-1"
+    assert asff_problems(item) == []
+    (event,) = to_ocsf([dated])
+    epoch_ms = int(datetime(2026, 10, 1, 8, 30, tzinfo=timezone.utc).timestamp() * 1000)
+    info = event["finding_info"]
+    assert event["time"] == info["last_seen_time"] == info["modified_time"] == info["created_time"] == epoch_ms
+    assert event["unmapped"]["run_id"] == "run-1"
+    assert event["unmapped"]["collected_at"] == "2026-10-01T08:30:00.000Z"
+
+
+def test_a_finding_with_no_observation_time_is_refused():
+    with pytest.raises(ValueError, match="observed"):
+        to_asff([make_finding()])
+    with pytest.raises(ValueError, match="observed"):
+        to_ocsf([make_finding()])
 
 
 @pytest.mark.parametrize(
@@ -244,7 +266,7 @@ def test_asff_timestamps():
 def test_asff_partition_from_region(region, partition):
     assert partition_for_region(region) == partition
     resource = f"arn:{partition}:bedrock:{region}:{ACCOUNT}:custom-model/x"
-    (item,) = to_asff([make_finding(region=region, resource=resource)], generated_at=GENERATED_AT)
+    (item,) = to_asff([make_finding(region=region, resource=resource)], observed_at=OBSERVED_AT)
     assert item["ProductArn"] == f"arn:{partition}:securityhub:{region}:{ACCOUNT}:product/{ACCOUNT}/default"
     assert item["Resources"][0]["Partition"] == partition
     assert item["Region"] == region
@@ -261,7 +283,7 @@ def test_asff_resource_types():
         "something-else": ("Other", None),
     }
     findings = [make_finding(status="error", resource=r) for r in cases]
-    for item, (resource, (asff_type, other_type)) in zip(to_asff(findings, generated_at=GENERATED_AT), cases.items()):
+    for item, (resource, (asff_type, other_type)) in zip(to_asff(findings, observed_at=OBSERVED_AT), cases.items()):
         (res,) = item["Resources"]
         assert res["Id"] == resource
         assert res["Type"] == asff_type
@@ -276,7 +298,7 @@ def test_asff_limits_are_respected():
                        "ratio": 0.5, "blob": b"\x00\x01", "blank": "  ", "nothing": None})
     control = make_control(title="T" * 400, remediation="R" * 900)
     finding = Finding(control, MODEL_ARN, "alarm", "why " * 600, ACCOUNT, REGION, dimensions)
-    (item,) = to_asff([finding], generated_at=GENERATED_AT)
+    (item,) = to_asff([finding], observed_at=OBSERVED_AT)
     assert asff_problems(item) == []
     assert len(item["Title"]) == 256 and len(item["Description"]) == 1024
     assert len(item["Remediation"]["Recommendation"]["Text"]) == 512
@@ -287,24 +309,24 @@ def test_asff_limits_are_respected():
 def test_asff_without_remediation_or_reason():
     control = make_control(remediation="", references=())
     finding = Finding(control, MODEL_ARN, "skip", "", ACCOUNT, REGION)
-    (item,) = to_asff([finding], generated_at=GENERATED_AT)
+    (item,) = to_asff([finding], observed_at=OBSERVED_AT)
     assert "Remediation" not in item
     assert item["Description"] == control.description
     assert asff_problems(item) == []
     control = make_control(remediation="Do this.", references=())
-    (item,) = to_asff([Finding(control, MODEL_ARN, "alarm", "x.", ACCOUNT, REGION)], generated_at=GENERATED_AT)
+    (item,) = to_asff([Finding(control, MODEL_ARN, "alarm", "x.", ACCOUNT, REGION)], observed_at=OBSERVED_AT)
     assert item["Remediation"] == {"Recommendation": {"Text": "Do this."}}
 
 
 def test_asff_rejects_a_finding_without_account_or_region():
     with pytest.raises(ValueError, match="account_id or region"):
-        to_asff([make_finding(region="")], generated_at=GENERATED_AT)
+        to_asff([make_finding(region="")], observed_at=OBSERVED_AT)
     with pytest.raises(ValueError, match="account_id or region"):
-        to_asff([make_finding(account=None)], generated_at=GENERATED_AT)
+        to_asff([make_finding(account=None)], observed_at=OBSERVED_AT)
 
 
 def test_asff_is_json():
-    asff = to_asff(every_status_and_severity(), generated_at=GENERATED_AT)
+    asff = to_asff(every_status_and_severity(), observed_at=OBSERVED_AT)
     assert json.loads(json.dumps(asff)) == asff
 
 
@@ -330,7 +352,7 @@ def test_security_hub_accepts_the_findings(aws):
     findings = every_status_and_severity()
     findings += [make_finding(status="alarm", resource=f"{MODEL_ARN}-{i}") for i in range(180)]
     findings += [make_finding(status="error", resource=f"{ACCOUNT}/{REGION}"), make_finding(resource=KEY_ARN)]
-    asff = to_asff(findings, generated_at=GENERATED_AT)
+    asff = to_asff(findings, observed_at=OBSERVED_AT)
     assert len(asff) > 200
     client = aws.client("securityhub", region_name=REGION)
     client.enable_security_hub()
@@ -346,7 +368,7 @@ def test_security_hub_accepts_the_findings(aws):
         assert got["Resources"][0]["Id"] == item["Resources"][0]["Id"]
 
     # A second run re-imports the same ids: Security Hub updates, it does not duplicate.
-    later = to_asff(findings, generated_at=GENERATED_AT + timedelta(days=1), first_observed_at=GENERATED_AT)
+    later = to_asff(findings, observed_at=OBSERVED_AT + timedelta(days=1), first_observed_at=OBSERVED_AT)
     _import_all(client, later)
     stored = {f["Id"]: f for f in _all_findings(client)}
     assert len(stored) == len(asff)
@@ -360,7 +382,7 @@ def test_security_hub_accepts_findings_in_other_partitions(aws, region):
         make_finding(status=s, region=region, resource=f"arn:{partition}:bedrock:{region}:{ACCOUNT}:custom-model/m-{s}")
         for s in STATUSES
     ]
-    asff = to_asff(findings, generated_at=GENERATED_AT)
+    asff = to_asff(findings, observed_at=OBSERVED_AT)
     client = aws.client("securityhub", region_name=region)
     client.enable_security_hub()
     _import_all(client, asff)
@@ -371,19 +393,19 @@ def test_botocore_rejects_a_malformed_finding(aws):
     """The guard the import test relies on: botocore does validate the shape client side."""
     from botocore.exceptions import ParamValidationError
 
-    (item,) = to_asff([make_finding()], generated_at=GENERATED_AT)
+    (item,) = to_asff([make_finding()], observed_at=OBSERVED_AT)
     client = aws.client("securityhub", region_name=REGION)
     del item["Title"]
     with pytest.raises(ParamValidationError):
         client.batch_import_findings(Findings=[item])
-    (item,) = to_asff([make_finding()], generated_at=GENERATED_AT)
+    (item,) = to_asff([make_finding()], observed_at=OBSERVED_AT)
     item["Resources"][0]["Surprise"] = "x"
     with pytest.raises(ParamValidationError):
         client.batch_import_findings(Findings=[item])
 
 
 def test_strict_validator_catches_what_botocore_does_not():
-    (item,) = to_asff([make_finding()], generated_at=GENERATED_AT)
+    (item,) = to_asff([make_finding()], observed_at=OBSERVED_AT)
     item["Compliance"]["Status"] = "OK"
     item["Severity"]["Label"] = "SEVERE"
     item["Title"] = "x" * 300
@@ -401,7 +423,7 @@ EXPECTED_OCSF_SEVERITY = {"critical": (5, "Critical"), "high": (4, "High"), "med
 
 def test_ocsf_compliance_findings_for_every_status_and_severity():
     findings = every_status_and_severity()
-    events = to_ocsf(findings, generated_at=GENERATED_AT)
+    events = to_ocsf(findings, observed_at=OBSERVED_AT)
     assert len(events) == len(findings)
     for source, event in zip(findings, events):
         assert event["class_uid"] == 2003
@@ -419,7 +441,7 @@ def test_ocsf_compliance_findings_for_every_status_and_severity():
         (check,) = event["compliance"]["checks"]
         assert (check["uid"], check["status_id"], check["severity_id"]) == (
             source.control.id, status_id, EXPECTED_OCSF_SEVERITY[source.control.severity][0])
-        assert event["time"] == int(GENERATED_AT.timestamp() * 1000)
+        assert event["time"] == int(OBSERVED_AT.timestamp() * 1000)
         info = event["finding_info"]
         assert info["uid"] == finding_uid(source)
         assert info["title"] == source.control.title
@@ -445,42 +467,42 @@ def test_ocsf_compliance_findings_for_every_status_and_severity():
 
 def test_ocsf_uid_is_stable_and_matches_asff():
     findings = every_status_and_severity()
-    first = to_ocsf(findings, generated_at=GENERATED_AT)
-    again = to_ocsf(findings, generated_at=GENERATED_AT + timedelta(hours=5))
+    first = to_ocsf(findings, observed_at=OBSERVED_AT)
+    again = to_ocsf(findings, observed_at=OBSERVED_AT + timedelta(hours=5))
     assert [e["finding_info"]["uid"] for e in first] == [e["finding_info"]["uid"] for e in again]
-    asff = to_asff(findings, generated_at=GENERATED_AT)
+    asff = to_asff(findings, observed_at=OBSERVED_AT)
     assert [e["finding_info"]["uid"] for e in first] == [a["Id"] for a in asff]
 
 
 def test_ocsf_is_json_serializable():
     dims = {"blob": b"\x00\xff", "n": 3, "ratio": 0.5, "none": None, "text": "héllo"}
     findings = every_status_and_severity() + [make_finding(dimensions=dims, resource=KEY_ARN)]
-    events = to_ocsf(findings, generated_at=datetime(2026, 11, 28, 12, 0))  # naive: UTC
+    events = to_ocsf(findings, observed_at=datetime(2026, 11, 28, 12, 0))  # naive: UTC
     text = json.dumps(events)
     assert json.loads(text) == events
     assert events[-1]["unmapped"]["dimensions"]["blob"] == "AP8="
     assert events[-1]["resources"][0]["type"] == "AWS::KMS::Key"
-    assert events[-1]["time"] == int(GENERATED_AT.timestamp() * 1000)
+    assert events[-1]["time"] == int(OBSERVED_AT.timestamp() * 1000)
     assert events[-1]["time_dt"] == "2026-11-28T12:00:00Z"
 
 
 def test_ocsf_events_validate_against_the_library_models():
     from py_ocsf_models.events.findings.compliance_finding import ComplianceFinding
 
-    for event in to_ocsf(every_status_and_severity(), generated_at=GENERATED_AT):
+    for event in to_ocsf(every_status_and_severity(), observed_at=OBSERVED_AT):
         ComplianceFinding.model_validate(event)
 
 
 def test_ocsf_without_remediation():
     control = make_control(remediation="", references=())
-    (event,) = to_ocsf([Finding(control, MODEL_ARN, "ok", "fine.", ACCOUNT, REGION)], generated_at=GENERATED_AT)
+    (event,) = to_ocsf([Finding(control, MODEL_ARN, "ok", "fine.", ACCOUNT, REGION)], observed_at=OBSERVED_AT)
     assert "remediation" not in event
     assert event["compliance"]["status_id"] == 1
 
 
 def test_empty_input():
-    assert to_asff([], generated_at=GENERATED_AT) == []
-    assert to_ocsf([], generated_at=GENERATED_AT) == []
+    assert to_asff([], observed_at=OBSERVED_AT) == []
+    assert to_ocsf([], observed_at=OBSERVED_AT) == []
 
 
 def test_ocsf_id_tables_agree_with_the_library_enums():
@@ -507,7 +529,7 @@ def test_module_import_does_not_load_pydantic():
 
 def test_asff_references_without_remediation_become_the_source_url():
     control = make_control(remediation="")
-    (item,) = to_asff([Finding(control, MODEL_ARN, "alarm", "x.", ACCOUNT, REGION)], generated_at=GENERATED_AT)
+    (item,) = to_asff([Finding(control, MODEL_ARN, "alarm", "x.", ACCOUNT, REGION)], observed_at=OBSERVED_AT)
     assert "Remediation" not in item
     assert item["SourceUrl"] == control.references[0]
     assert asff_problems(item) == []

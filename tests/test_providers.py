@@ -4,9 +4,9 @@ and how a failure costs only what it must (moto in process, through the live tab
 from __future__ import annotations
 
 import json
+import sqlite3
 from datetime import datetime, timezone
 
-import boto3
 import pytest
 
 from bedrock_sql.estate import (
@@ -19,6 +19,7 @@ from bedrock_sql.estate import (
 )
 from bedrock_sql.providers import TABLES
 from bedrock_sql.providers.base import INTEGER, TEXT, to_sql
+from bedrock_sql.snapshot import collect
 from helpers import (  # noqa: F401 - fixtures
     ISO_UTC,
     REGIONS,
@@ -408,5 +409,105 @@ def test_throttling_is_retried_not_recorded(demo: Estate, monkeypatch) -> None:
         assert {r["arn"]: r["model_kms_key_arn"] for r in rows} == {m.model_arn: m.kms_key_arn for m in demo.models}
         assert handle.errors.records() == []
         assert state["n"] == len(demo.models) + 3  # three throttled attempts were retried
+    finally:
+        handle.close()
+
+
+def test_every_table_keeps_one_row_per_arn() -> None:
+    for name, table in TABLES.items():
+        assert table.key == ("arn",), name
+
+
+def test_json_values_are_real_utf8() -> None:
+    assert to_sql({"team": "équipe", "owner": "株式会社"}) == '{"owner":"株式会社","team":"équipe"}'
+    assert "\\u" not in to_sql(["café"])
+
+
+# --- nothing vanishes: only a genuine not-found drops a listed resource --------------------
+
+
+@pytest.mark.parametrize("code", ["ValidationException", "InternalServerException", "AccessDeniedException"])
+def test_any_get_failure_but_not_found_keeps_the_model_with_an_error(demo: Estate, code: str, monkeypatch) -> None:
+    monkeypatch.setattr("bedrock_sql.aws.backoff_delay", lambda attempt: 0.0)
+    victim = demo.model("support-chat-v3")
+    handle = make_live()
+    try:
+        deny(handle.scope, "bedrock", "GetCustomModel", code=code,
+             when=lambda params, ctx: params.get("modelIdentifier") == victim.model_arn)
+        rows = {r["arn"]: r for r in handle.rows("SELECT arn, model_name FROM aws_bedrock_custom_model")}
+        assert set(rows) == {m.model_arn for m in demo.models}  # nothing vanished
+        [record] = handle.errors.records()
+        assert (record.operation, record.error_code, record.resource) == ("GetCustomModel", code, victim.model_arn)
+    finally:
+        handle.close()
+
+
+def test_a_model_deleted_between_list_and_get_is_noted(demo: Estate, tmp_path) -> None:
+    victim = demo.model("support-chat-v3")
+    handle = make_live()
+    try:
+        deny(handle.scope, "bedrock", "GetCustomModel", code="ResourceNotFoundException",
+             when=lambda params, ctx: params.get("modelIdentifier") == victim.model_arn)
+        result = collect(handle.scope, tmp_path / "s.db")
+    finally:
+        handle.close()
+    assert result.errors == [] and result.status == "complete"
+    assert result.row_counts["aws_bedrock_custom_model"] == len(demo.models) - 1
+    note = f"aws_bedrock_custom_model: 1 resource(s) listed but gone before their details were read: {victim.model_arn}"
+    assert note in result.scope.notes
+    with sqlite3.connect(tmp_path / "s.db") as conn:
+        assert note in json.loads(conn.execute("SELECT notes FROM bedrock_sql_runs").fetchone()[0])
+
+
+def test_a_key_deleted_between_list_and_get_is_noted(demo: Estate, tmp_path) -> None:
+    victim = demo.key(CMK, "eu-west-1")
+    handle = make_live()
+    try:
+        deny(handle.scope, "kms", "DescribeKey", code="NotFoundException",
+             when=lambda params, ctx: params.get("KeyId") == victim.key_id)
+        result = collect(handle.scope, tmp_path / "s.db")
+    finally:
+        handle.close()
+    assert result.errors == []
+    assert f"aws_kms_key: 1 resource(s) listed but gone before their details were read: {victim.arn}" in result.scope.notes
+
+
+def test_rotation_unsupported_on_a_rotatable_key_is_an_error(demo: Estate) -> None:
+    victim = demo.key(CMK, "us-east-1")  # symmetric, AWS_KMS, Enabled: rotation applies
+    handle = make_live(("us-east-1",))
+    try:
+        deny(handle.scope, "kms", "GetKeyRotationStatus", code="UnsupportedOperationException",
+             when=lambda params, ctx: params.get("KeyId") == victim.key_id)
+        row = handle.rows("SELECT key_rotation_enabled FROM aws_kms_key WHERE arn = ?", (victim.arn,))[0]
+        assert row["key_rotation_enabled"] is None
+        [record] = handle.errors.records()
+        assert (record.operation, record.error_code, record.resource) == (
+            "GetKeyRotationStatus", "UnsupportedOperationException", victim.arn)
+    finally:
+        handle.close()
+
+
+def test_rotation_that_does_not_apply_is_null_without_error(world: World, scratch: str) -> None:
+    kms = world.session.client("kms", region_name=scratch)
+    kms.create_key(KeySpec="RSA_2048", KeyUsage="SIGN_VERIFY")  # rotation never applies to it
+    handle = make_live((scratch,))
+    try:
+        denied = deny(handle.scope, "kms", "GetKeyRotationStatus", code="UnsupportedOperationException")
+        rows = handle.rows("SELECT key_spec, key_rotation_enabled FROM aws_kms_key")
+        assert rows == [{"key_spec": "RSA_2048", "key_rotation_enabled": None}]
+        assert denied and handle.errors.records() == []
+    finally:
+        handle.close()
+
+
+def test_aliases_denied_on_a_key_get_cost_only_the_aliases(demo: Estate) -> None:
+    victim = demo.key(CMK, "us-east-1")
+    handle = make_live()
+    try:
+        deny(handle.scope, "kms", "ListAliases", when=lambda params, ctx: params.get("KeyId") == victim.key_id)
+        [row] = handle.rows("SELECT arn, key_manager, aliases FROM aws_kms_key WHERE id = ?", (victim.key_id,))
+        assert (row["arn"], row["key_manager"], row["aliases"]) == (victim.arn, "CUSTOMER", None)
+        [record] = handle.errors.records()
+        assert (record.operation, record.resource) == ("ListAliases", victim.arn)
     finally:
         handle.close()

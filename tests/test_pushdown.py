@@ -10,13 +10,14 @@ from datetime import datetime, timezone
 import apsw
 import pytest
 
-from bedrock_sql.estate import CMK, DEFAULT_ACCOUNT_ID, FOREIGN_ACCOUNT_ID, Estate, create_key, seed_models
+from bedrock_sql.estate import CMK, DEFAULT_ACCOUNT_ID, FOREIGN_ACCOUNT_ID, Estate, seed_models
 from bedrock_sql.providers import TABLES
 from helpers import (  # noqa: F401 - fixtures
     REGIONS,
     World,
     capture_params,
     demo,
+    deny,
     live,
     make_live,
     scratch,
@@ -73,6 +74,19 @@ def test_unknown_arn_is_no_row_and_no_error(live) -> None:
     assert live.rows(f"SELECT * FROM {MODELS} WHERE arn = ?", (arn,)) == []
     assert live.calls("ListCustomModels") == 0 and live.calls("GetCustomModel") == 1
     assert live.errors.records() == []
+
+
+def test_a_get_refused_otherwise_than_not_found_is_an_error_not_no_row(demo: Estate, live) -> None:
+    """Only ResourceNotFoundException means "not here"; a ValidationException (a key AWS
+    will not take, say) is reported, never an empty answer."""
+    model = demo.model("gdpr-redactor-v1")
+    denied = deny(live.scope, "bedrock", "GetCustomModel", code="ValidationException",
+                  when=lambda params, ctx: ctx.get("client_region") == model.region)
+    assert live.values(f"SELECT arn FROM {MODELS} WHERE model_name = ?", (model.model_name,)) == []
+    assert denied
+    [record] = live.errors.records()
+    assert (record.region, record.operation, record.error_code, record.resource) == (
+        model.region, "GetCustomModel", "ValidationException", model.model_name)
 
 
 def test_arn_outside_scanned_regions_still_answers(demo: Estate, world: World) -> None:

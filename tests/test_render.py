@@ -348,3 +348,62 @@ def test_numbers_are_right_aligned_in_tables():
     out = io.StringIO()
     render(["n", "s"], [(1, "a"), (22, "b")], "table", out)
     assert "|  1 | a   |" in out.getvalue() or "|   1 | a   |" in out.getvalue()
+
+
+# --- pages: table and markdown in bounded memory ---------------------------------------------
+
+
+@pytest.fixture
+def small_pages(monkeypatch):
+    import bedrock_sql.render as render_module
+
+    monkeypatch.setattr(render_module, "PAGE_ROWS", 3)
+    return 3
+
+
+def test_a_result_of_one_page_is_one_table_as_before(small_pages):
+    rows = [(i, f"name-{i}") for i in range(small_pages)]
+    _, text = run("table", rows=rows, columns=["i", "name"])
+    assert text.count(" name ") == 1 and sum(line.startswith("+-") for line in text.splitlines()) == 2
+    assert "\n\n" not in text
+    for i in range(small_pages):
+        assert f"name-{i}" in text
+
+
+def test_a_long_table_is_one_table_a_page_each_with_its_header(small_pages):
+    count, text = run("table", rows=((i, f"name-{i}") for i in range(7)), columns=["i", "name"])
+    assert count == 7
+    tables = text.split("\n\n")
+    assert len(tables) == 3  # 3 + 3 + 1 rows
+    for table, expected in zip(tables, ([0, 1, 2], [3, 4, 5], [6])):
+        lines = table.strip().splitlines()
+        assert [c.strip() for c in lines[1].strip("|").split("|")] == ["i", "name"]
+        body = [line for line in lines[3:-1]]
+        assert [int(line.strip("|").split("|")[0]) for line in body] == expected
+
+
+def test_a_long_markdown_table_has_its_header_once_and_every_row(small_pages):
+    count, text = run("markdown", rows=((i, f"a|b {i}") for i in range(8)), columns=["i", "name"])
+    lines = text.splitlines()
+    assert count == 8 and len(lines) == 2 + 8
+    assert [c.strip() for c in lines[0].strip("|").split("|")] == ["i", "name"]
+    assert set(lines[1]) <= set("|-: ")
+    assert [line.split("|")[1].strip() for line in lines[2:]] == [str(i) for i in range(8)]
+    assert all(line.count("|") == 4 for line in lines[2:])  # the escaped pipe stays in its cell
+
+
+@pytest.mark.parametrize("fmt", ["table", "markdown"])
+def test_paged_formats_write_a_page_before_the_input_ends(small_pages, fmt):
+    """Memory is bounded by a page: the first page is out before the rows are all read."""
+    out = io.StringIO()
+    seen_output = []
+
+    def rows():
+        for i in range(small_pages + 1):
+            yield (f"row-{i}",)
+        seen_output.append(out.getvalue())
+        yield ("last",)
+
+    assert render(["c"], rows(), fmt, out) == small_pages + 2
+    assert "row-0" in seen_output[0] and "row-2" in seen_output[0]
+    assert "last" in out.getvalue()

@@ -6,6 +6,10 @@
   partial (exit 2) and the seed control answers ``error`` for that region, never ``ok``.
 - A region whose endpoint hangs up on every call fails alone: its units are recorded with
   the connection failure, the other regions are complete, and ``check`` exits 2.
+- A throttled second page is asked again, not the listing from its start: 120 models in a
+  region with page 2 throttled twice are 120 rows (issue 8 counted 320).
+
+Every operation crossed with every fault is in ``test_fault_matrix.py``.
 """
 
 from __future__ import annotations
@@ -22,6 +26,8 @@ from bedrock_sql.estate import Estate, create_key, seed_demo_estate, seed_models
 from e2e_helpers import (
     ACCOUNT_ID,
     AwsProxy,
+    AwsRequest,
+    CannedResponse,
     ThrottleFirstAttempts,
     cli_env,
     describe,
@@ -186,6 +192,33 @@ def test_a_listing_throttled_beyond_the_retries_is_recorded_and_the_control_answ
     verdicts = verdicts_by_region(rows)
     assert verdicts["eu-west-1"] == {"error"}, rows  # never ok, never a silent pass
     assert "ok" in verdicts["us-east-1"] and "error" not in verdicts["us-east-1"]
+
+
+# --------------------------------------------------------------------------- nothing doubles
+
+
+def test_a_throttled_second_page_does_not_restart_the_listing(
+    server_session: boto3.Session, moto_url: str, tmp_path: Path
+) -> None:
+    """Issue 8's reproduction: moto pages ListCustomModels at 100; page 2 is throttled twice."""
+    models = seed_models(server_session, "us-east-1", 120, prefix="bulk", endpoint_url=moto_url)
+    throttled: list[AwsRequest] = []
+
+    def second_page_throttled_twice(request: AwsRequest) -> CannedResponse | None:
+        if request.operation == "ListCustomModels" and "nextToken" in request.query and len(throttled) < 2:
+            throttled.append(request)
+            return CannedResponse.throttle(request)
+        return None
+
+    with AwsProxy(moto_url, second_page_throttled_twice) as proxy:
+        result = collect(tmp_path, proxy, ("us-east-1",), BEDROCK_SQL_BACKOFF_BASE="0.001")
+        listings = proxy.operations("bedrock").count("ListCustomModels")
+    assert result.returncode == 0, describe(result)
+    assert len(throttled) == 2
+    assert listings == 2 + 2  # page 1 once, page 2 three times: never page 1 again
+    rows = table_rows(tmp_path / "bedrock.db", "aws_bedrock_custom_model")
+    assert len(rows) == 120 == len({row[0] for row in rows})
+    assert {row[0] for row in rows} == {m.model_arn for m in models}
 
 
 # --------------------------------------------------------------------------- unreachable region

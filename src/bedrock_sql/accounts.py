@@ -32,7 +32,7 @@ from .aws import (
     known_regions,
     offered,
 )
-from .errors import UserError
+from .errors import UserError, aws_failure_message
 
 
 
@@ -114,10 +114,25 @@ def record_failed_accounts(scope: Scope, errors, tables) -> None:
                 errors.add(unit, name, exc)
 
 
+def sdk_region() -> str | None:
+    """``AWS_REGION`` if set: the region every session is given, as the AWS SDKs do.
+
+    The SDKs (and the AWS CLI v2) take ``AWS_REGION``, then ``AWS_DEFAULT_REGION``, then the
+    profile's ``region``; botocore 1.44 reads only the last two. A session created with
+    ``region_name=sdk_region()`` falls back to botocore's order when AWS_REGION is unset,
+    so ``session.region_name`` is the SDKs' answer everywhere it is read.
+    """
+    return os.environ.get("AWS_REGION") or None
+
+
 def _profile_session(profile: str, where: str | None = None, factory: ClientFactory | None = None) -> boto3.Session:
     prefix = f"{where}: " if where else ""
     try:
-        session = factory.new_session(profile=profile) if factory else boto3.Session(profile_name=profile)
+        session = (
+            factory.new_session(profile=profile, region=sdk_region())
+            if factory
+            else boto3.Session(profile_name=profile, region_name=sdk_region())
+        )
     except botocore.exceptions.ProfileNotFound:
         session = None
     if session is None or profile not in session.available_profiles:
@@ -127,7 +142,7 @@ def _profile_session(profile: str, where: str | None = None, factory: ClientFact
 
 def _base_sessions(opts: AwsOptions) -> list[tuple[boto3.Session, str]]:
     if not opts.profiles:
-        return [(boto3.Session(), os.environ.get("AWS_PROFILE") or "default")]
+        return [(boto3.Session(region_name=sdk_region()), os.environ.get("AWS_PROFILE") or "default")]
     return [(_profile_session(profile), profile) for profile in opts.profiles]
 
 
@@ -385,9 +400,10 @@ class _Resolver:
         except ApiError as exc:
             if target.record_failure and target.known_account:
                 return FailedAccount(target.known_account, target.label, exc.operation, exc.code, exc.message, target.regions)
+            failure = aws_failure_message(exc, self.factory.endpoint_url)
             if target.role_arn:
-                raise UserError(f"{prefix}cannot assume {target.role_arn}: {exc.code}: {exc.message}") from None
-            raise UserError(f"{prefix}cannot identify the AWS account for {target.label}: {exc.code}: {exc.message}") from None
+                raise UserError(f"{prefix}cannot assume {target.role_arn}: {failure}") from None
+            raise UserError(f"{prefix}cannot identify the AWS account for {target.label}: {failure}") from None
         account.regions = target.regions or self._all_regions(account, target.sts_region)
         return account
 

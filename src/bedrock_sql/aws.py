@@ -1,8 +1,10 @@
 """The AWS session layer: how to call AWS.
 
 Everything that talks to AWS goes through :class:`UnitApi`, one per (account, region)
-unit, so that retries, call counting and error translation live in one place. The regions
-botocore knows (:func:`known_regions`, :func:`offered`) are here too.
+unit, so that retries, pagination, call counting and error translation live in one place,
+and every client comes from :class:`ClientFactory`, which checks every answer
+(:mod:`bedrock_sql.responses`). The regions botocore knows (:func:`known_regions`,
+:func:`offered`) are here too.
 
 Which accounts and regions a command scans is resolved in :mod:`bedrock_sql.accounts`.
 """
@@ -10,6 +12,7 @@ Which accounts and regions a command scans is resolved in :mod:`bedrock_sql.acco
 from __future__ import annotations
 
 import functools
+import json
 import os
 import random
 import re
@@ -22,10 +25,14 @@ import boto3
 import botocore.credentials
 import botocore.exceptions
 import botocore.session
+import jmespath
 from botocore.config import Config
+from botocore.model import OperationModel
+from botocore.parsers import ResponseParserError
 
 from . import __version__
 from .errors import UserError
+from .responses import InvalidResponseError, Pagination, install as check_every_answer, require_fields
 
 # Error codes that mean "slow down", across Bedrock, KMS and STS.
 THROTTLE_CODES = frozenset(
@@ -55,6 +62,8 @@ TRANSIENT_CODES = frozenset(
      "ServiceUnavailableException", "RequestTimeout", "RequestTimeoutException"}
 )
 DEFAULT_MAX_WORKERS = 16
+DEFAULT_READ_TIMEOUT = 60.0  # seconds; BEDROCK_SQL_READ_TIMEOUT overrides
+DEFAULT_BACKOFF_BASE = 0.25  # seconds; BEDROCK_SQL_BACKOFF_BASE overrides (tests make it tiny)
 
 
 @dataclass(frozen=True)
@@ -97,15 +106,41 @@ def max_attempts() -> int:
     return value
 
 
-def backoff_delay(attempt: int, base: float = 0.25, cap: float = 20.0) -> float:
+def _seconds_from_env(name: str, default: float) -> float:
+    raw = os.environ.get(name)
+    if not raw:
+        return default
+    try:
+        value = float(raw)
+    except ValueError:
+        raise UserError(f"{name} must be a number of seconds, not {raw!r}") from None
+    if not value > 0:
+        raise UserError(f"{name} must be more than 0 seconds")
+    return value
+
+
+def read_timeout() -> float:
+    """Seconds to wait for an answer: ``BEDROCK_SQL_READ_TIMEOUT`` overrides 60."""
+    return _seconds_from_env("BEDROCK_SQL_READ_TIMEOUT", DEFAULT_READ_TIMEOUT)
+
+
+def backoff_base() -> float:
+    """The first backoff's upper bound: ``BEDROCK_SQL_BACKOFF_BASE`` overrides 0.25 s."""
+    return _seconds_from_env("BEDROCK_SQL_BACKOFF_BASE", DEFAULT_BACKOFF_BASE)
+
+
+def backoff_delay(attempt: int, base: float | None = None, cap: float = 20.0) -> float:
     """Exponential backoff with full jitter (attempt counts from 1)."""
-    return random.uniform(0, min(cap, base * 2 ** (attempt - 1)))
+    first = backoff_base() if base is None else base
+    return random.uniform(0, min(cap, first * 2 ** (attempt - 1)))
 
 
 def _error_code(exc: BaseException) -> tuple[str, str]:
     if isinstance(exc, botocore.exceptions.ClientError):
         err = exc.response.get("Error", {})
         return err.get("Code") or "ClientError", err.get("Message") or str(exc)
+    if isinstance(exc, InvalidResponseError):
+        return exc.code, exc.reason
     return type(exc).__name__, str(exc)
 
 
@@ -143,8 +178,9 @@ class ClientFactory:
     quota that a throttling storm across many threads runs dry, and adaptive mode's rate
     limiter collapses (see DESIGN.md). So botocore makes one attempt per call, and
     :class:`UnitApi` retries with jittered exponential backoff: throttles up to
-    ``AWS_MAX_ATTEMPTS`` attempts (default 12), network failures and 5xx answers up to
-    ``TRANSIENT_ATTEMPTS``. A call that still fails is recorded, never silently dropped.
+    ``AWS_MAX_ATTEMPTS`` attempts (default 12); network failures, timeouts, 5xx answers and
+    answers that fail their check (:mod:`bedrock_sql.responses`) up to ``TRANSIENT_ATTEMPTS``.
+    A call that still fails is recorded, never silently dropped.
     """
 
     def __init__(self, endpoint_url: str | None = None, max_workers: int = DEFAULT_MAX_WORKERS):
@@ -155,6 +191,7 @@ class ClientFactory:
                 "(--endpoint-url or AWS_ENDPOINT_URL)"
             )
         self.max_attempts = max_attempts()
+        backoff_base()  # a bad BEDROCK_SQL_BACKOFF_BASE is a user error now, not mid-collect
         self.config = Config(
             # One attempt per botocore call: UnitApi does every retry itself, so attempts
             # never multiply and a throttling storm cannot empty a shared retry quota.
@@ -162,7 +199,7 @@ class ClientFactory:
             max_pool_connections=max(10, max_workers * 2),
             user_agent_extra=f"bedrock-sql/{__version__}",
             connect_timeout=10,
-            read_timeout=60,
+            read_timeout=read_timeout(),
         )
         self._clients: dict[tuple[str, str, str, str], Any] = {}
         self._lock = threading.Lock()
@@ -174,6 +211,7 @@ class ClientFactory:
         # again for its first clients, about 0.1 CPU-second per account.
         self.loader = botocore.session.Session().get_component("data_loader")
         self._session_lock = threading.Lock()
+        self._paginations: dict[tuple[str, str, str], Pagination | None] = {}
 
     def new_session(
         self,
@@ -206,10 +244,24 @@ class ClientFactory:
                 client = account.session.client(
                     service, region_name=region, endpoint_url=self.endpoint_url, config=self.config
                 )
+                check_every_answer(client, self.pagination)
                 if service not in RESOLUTION_SERVICES:
                     client.meta.events.register("before-call", self._count_call)
                 self._clients[key] = client
             return client
+
+    def pagination(self, operation_model: OperationModel) -> Pagination | None:
+        """The operation's paginator in botocore's model (None: it is not paginated)."""
+        service_model = operation_model.service_model
+        key = (service_model.service_name, service_model.api_version, operation_model.name)
+        if key not in self._paginations:
+            try:
+                model = self.loader.load_service_model(key[0], "paginators-1", key[1])
+            except botocore.exceptions.DataNotFoundError:
+                model = {"pagination": {}}
+            config = model["pagination"].get(operation_model.name)
+            self._paginations[key] = Pagination.from_model(config) if config else None
+        return self._paginations[key]
 
     def _count_call(self, model, context=None, **kwargs):
         region = context.get("client_region") if context else None
@@ -270,28 +322,55 @@ class UnitApi:
     def client(self, service: str):
         return self.factory.client(self.unit.account, self.unit.region, service)
 
-    def call(self, service: str, operation: str, **params) -> dict:
-        """Call ``operation`` (snake_case) and return its response, retrying throttles."""
+    def call(self, service: str, operation: str, *, require: tuple[str, ...] = (), **params) -> dict:
+        """Call ``operation`` (snake_case) and return its (checked) answer, retrying throttles
+        and transient failures. ``require``: dotted paths the answer must hold beyond what the
+        service model requires (a field the caller names the resource by)."""
         method = getattr(self.client(service), operation)
-        return self._retry(operation, lambda: method(**params))
 
-    def paginate(self, service: str, operation: str, result_key: str, **params) -> Iterator[dict]:
-        """Yield the items of every page, resuming from the last page after a throttle."""
-        paginator = self.client(service).get_paginator(operation)
-        starting_token = None
-        attempt = 0
+        def attempt() -> dict:
+            response = method(**params)
+            require_fields(response, require, _api_name(None, operation))
+            return response
+
+        return self._retry(operation, attempt)
+
+    def paginate(self, service: str, operation: str, result_key: str | None = None, **params) -> Iterator[dict]:
+        """Yield the items of every page of ``operation``.
+
+        Each page is one :meth:`call`, retried on its own; the next page is asked with the
+        token of the last page that arrived whole, so a throttled page 2 is asked again --
+        never page 1, whose items were already yielded. Token and list names come from
+        botocore's paginator model (``result_key``, when given, must be one of its lists).
+        A token the service already gave is an error (``RepeatedPageToken``), not a loop.
+        """
+        client = self.client(service)
+        model = client.meta.service_model.operation_model(client.meta.method_to_api_mapping[operation])
+        pagination = self.factory.pagination(model)
+        if pagination is None:
+            raise ValueError(f"{service} {model.name} is not paginated")
+        if result_key is None:
+            result_key = pagination.result_keys[0]
+        elif result_key not in pagination.result_keys:
+            raise ValueError(f"{model.name} pages carry {pagination.result_keys}, not {result_key!r}")
+        seen: set[str] = set()
+        request = dict(params)
         while True:
-            config = {"StartingToken": starting_token} if starting_token else {}
-            pages = paginator.paginate(**params, PaginationConfig=config)
-            try:
-                for page in pages:
-                    attempt = 0
-                    yield from page.get(result_key, [])
-                    starting_token = pages.resume_token
+            page = self.call(service, operation, **request)
+            yield from jmespath.search(result_key, page)  # checked to be a list (responses.py)
+            tokens = pagination.next_request(page)
+            if tokens is None:
                 return
-            except Exception as exc:  # noqa: BLE001 - classified below
-                attempt += 1
-                self._raise_unless_retryable(operation, exc, attempt)
+            fingerprint = json.dumps(tokens, sort_keys=True, default=str)
+            if fingerprint in seen:
+                raise ApiError(
+                    model.name,
+                    "RepeatedPageToken",
+                    f"the service gave the same next-page token twice ({_shorten(fingerprint)}); "
+                    "the listing stopped there rather than loop",
+                )
+            seen.add(fingerprint)
+            request = {**params, **tokens}
 
     def _retry(self, operation: str, fn):
         attempt = 0
@@ -311,14 +390,29 @@ class UnitApi:
                 raise Cancelled()
             return
         api_name = _api_name(exc, operation)
-        if isinstance(exc, (botocore.exceptions.ClientError, botocore.exceptions.BotoCoreError)):
+        if isinstance(exc, AWS_FAILURES):
             raise ApiError(api_name, code, message) from exc
-        raise exc
+        raise exc  # a bug, not an AWS failure: let it be seen
+
+
+# What an AWS call can fail with: its answer (ClientError), the way there (BotoCoreError:
+# network, TLS, proxy, timeouts, credentials, a failed answer check) or an answer botocore
+# could not parse at all.
+AWS_FAILURES = (botocore.exceptions.ClientError, botocore.exceptions.BotoCoreError, ResponseParserError)
+
+# A network failure (reset, timeout, TLS, proxy), an answer botocore could not parse, or one
+# that failed its check: the next attempt may well be answered properly.
+_TRANSIENT_FAILURES = (
+    botocore.exceptions.ConnectionError,
+    botocore.exceptions.HTTPClientError,
+    ResponseParserError,  # not a BotoCoreError: botocore.parsers raises it bare
+    InvalidResponseError,
+)
 
 
 def _is_transient(exc: Exception, code: str) -> bool:
-    """A network failure or a 5xx: worth a few quick retries (throttles have their own)."""
-    if isinstance(exc, (botocore.exceptions.ConnectionError, botocore.exceptions.HTTPClientError)):
+    """A network failure, a bad answer or a 5xx: worth a few quick retries (throttles have their own)."""
+    if isinstance(exc, _TRANSIENT_FAILURES):
         return True
     if isinstance(exc, botocore.exceptions.ClientError):
         status = exc.response.get("ResponseMetadata", {}).get("HTTPStatusCode") or 0
@@ -326,12 +420,16 @@ def _is_transient(exc: Exception, code: str) -> bool:
     return False
 
 
-def _api_name(exc: Exception, operation: str) -> str:
+def _api_name(exc: Exception | None, operation: str) -> str:
     """The API's own name (GetCustomModel) for an error, whatever the method name was."""
     name = getattr(exc, "operation_name", None)
     if name:
         return name
     return "".join(part.capitalize() for part in operation.split("_"))
+
+
+def _shorten(text: str, length: int = 60) -> str:
+    return text if len(text) <= length else text[: length - 3] + "..."
 
 
 class _FixedCredentialProvider(botocore.credentials.CredentialProvider):

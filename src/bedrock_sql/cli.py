@@ -17,15 +17,24 @@ import click
 
 from . import __version__
 from .accounts import resolve_scope
-from .aws import DEFAULT_MAX_WORKERS, AwsOptions
+from .aws import DEFAULT_MAX_WORKERS, ApiError, AwsOptions
 from .engine import ErrorLog, ErrorRecord
-from .errors import UserError
+from .errors import BOTOCORE_FAILURES, UserError, api_call_of, aws_failure_message
 from .render import FORMATS, render
 from .report import CHECK_FORMATS
 from .snapshot import CollectResult, collect
-from .sql import run_query, snapshot_connection, live_connection
+from .sql import StatementTimeout, checked_timeout, live_connection, run_query, snapshot_connection
 
 EXIT_OK, EXIT_PARTIAL, EXIT_USAGE = 0, 2, 2
+EXIT_INTERRUPTED = 130  # 128 + SIGINT, as shells report Ctrl-C
+# A failed AWS call or network failure (after the retries): one line and exit 2, never a traceback.
+AWS_FAILURES = (*BOTOCORE_FAILURES, ApiError)
+
+
+def is_aws_failure(exc: BaseException) -> bool:
+    """One of :data:`AWS_FAILURES`, or anything raised inside a botocore call: its parsers
+    raise KeyError and the like on answers that are not AWS's (an HTML page)."""
+    return not isinstance(exc, UserError) and (isinstance(exc, AWS_FAILURES) or api_call_of(exc) is not None)
 
 
 def aws_options(fn):
@@ -65,7 +74,14 @@ def aws_options(fn):
             org_exclude=tuple(org_exclude),
             accounts_file=accounts_file,
         )
-        return fn(*args, **kwargs)
+        try:
+            return fn(*args, **kwargs)
+        except Exception as exc:
+            # An AWS or network failure the library let through (an HTML answer to STS, say):
+            # one line naming the endpoint when it is a custom one, exit 2.
+            if not is_aws_failure(exc):
+                raise
+            raise UserError(aws_failure_message(exc, endpoint_url or os.environ.get("AWS_ENDPOINT_URL"))) from exc
 
     return wrapper
 
@@ -93,20 +109,25 @@ def cli(ctx, db):
 @cli.command("collect")
 @aws_options
 @click.option("--quiet", "-q", is_flag=True, help="No progress bar or summary.")
+@click.option("--force", is_flag=True, help="Replace --db even if it is not a bedrock-sql snapshot.")
 @click.pass_context
-def collect_command(ctx, aws: AwsOptions, quiet: bool):
+def collect_command(ctx, aws: AwsOptions, quiet: bool, force: bool):
     """Snapshot custom models, customization jobs, KMS keys and aliases into --db."""
+    from .snapshot_file import check_replaceable
+
     db = ctx.obj["db"]
-    result = _collect_with_progress(resolve_scope(aws), db, aws.max_workers, quiet)
+    check_replaceable(db, force=force)  # before any AWS call: say so at once (collect checks again)
+    result = _collect_with_progress(resolve_scope(aws), db, aws.max_workers, quiet, force=force)
     ctx.exit(EXIT_PARTIAL if result.errors else EXIT_OK)
 
 
-def _collect_with_progress(scope, db: Path, max_workers: int, quiet: bool, destination: str | None = None) -> CollectResult:
+def _collect_with_progress(scope, db: Path, max_workers: int, quiet: bool, destination: str | None = None,
+                           force: bool = False) -> CollectResult:
     from .providers import TABLES
 
     started = time.monotonic()
     with _progress(len(scope.units) * len(TABLES), not quiet and sys.stderr.isatty()) as advance:
-        result = collect(scope, db, max_workers=max_workers, on_unit_done=advance)
+        result = collect(scope, db, max_workers=max_workers, on_unit_done=advance, force=force)
     if not quiet:
         _print_collect_summary(result, time.monotonic() - started, destination or str(result.path))
     return result
@@ -177,14 +198,53 @@ def _echo_errors(errors: list[ErrorRecord], limit: int = 10) -> None:
 # --- query ----------------------------------------------------------------------------
 
 
-@cli.command("query")
+class _SqlArgumentCommand(click.Command):
+    """A command whose SQL argument may start with ``-`` (a ``-- comment`` line).
+
+    click reads any word starting with ``-`` as an option. No option contains whitespace
+    and SQL that starts with a line comment must (the comment ends at a newline), so such
+    a word, unless it is an option's value, is the SQL: a leading space makes click see an
+    argument, and means nothing to SQLite. (``query -- SQL`` works too, as in any command.)
+    """
+
+    def parse_args(self, ctx: click.Context, args: list[str]) -> list[str]:
+        takes_value = {
+            name
+            for param in self.params
+            if isinstance(param, click.Option) and not param.is_flag and not param.count
+            for name in param.opts
+        }
+        marked: list[str] = []
+        for position, arg in enumerate(args):
+            if arg == "--":
+                marked.extend(args[position:])
+                break
+            is_value = position > 0 and args[position - 1] in takes_value
+            if arg.startswith("-") and any(c.isspace() for c in arg) and not is_value \
+                    and arg.split("=", 1)[0] not in takes_value:
+                arg = " " + arg
+            marked.append(arg)
+        return super().parse_args(ctx, marked)
+
+
+timeout_option = click.option(
+    "--timeout",
+    type=float,
+    callback=lambda ctx, param, seconds: checked_timeout(seconds),  # now, not after a --live collect
+    metavar="SECONDS",
+    help="Stop any SQL statement that runs longer than SECONDS (exit 2). Ctrl-C stops one at any time (exit 130).",
+)
+
+
+@cli.command("query", cls=_SqlArgumentCommand)
 @click.argument("sql", required=False)
 @click.option("-f", "--file", "sql_file", type=click.File("r"), help="Read the SQL from FILE.")
 @click.option("--output", "-o", "fmt", type=click.Choice(FORMATS), default="table", show_default=True)
 @click.option("--live", is_flag=True, help="Answer from AWS through the virtual tables, not the snapshot.")
+@timeout_option
 @aws_options
 @click.pass_context
-def query_command(ctx, sql, sql_file, fmt, live, aws: AwsOptions):
+def query_command(ctx, sql, sql_file, fmt, live, timeout, aws: AwsOptions):
     """Run one read-only SQL statement (SQL, -f FILE, or - for stdin)."""
     if sql and sql_file:
         raise UserError("give the SQL as an argument or with -f, not both")
@@ -196,7 +256,7 @@ def query_command(ctx, sql, sql_file, fmt, live, aws: AwsOptions):
         raise UserError("no SQL given: bedrock-sql query 'SELECT ...' (or -f FILE, or - for stdin)")
     if live:
         errors = ErrorLog()
-        with live_connection(aws, errors) as connection:
+        with live_connection(aws, errors, timeout=timeout) as connection:
             result = run_query(connection, sql)
             render(result.columns, result.rows, fmt, sys.stdout)
         if errors:
@@ -204,7 +264,7 @@ def query_command(ctx, sql, sql_file, fmt, live, aws: AwsOptions):
             _echo_errors(errors.records())
             ctx.exit(EXIT_PARTIAL)
         return
-    with snapshot_connection(ctx.obj["db"]) as connection:
+    with snapshot_connection(ctx.obj["db"], timeout=timeout) as connection:
         result = run_query(connection, sql)
         render(result.columns, result.rows, fmt, sys.stdout)
 
@@ -277,15 +337,16 @@ def controls_command(query_dirs, fmt):
                    ".csv .json .jsonl .md .asff.json .ocsf.json (repeatable).")
 @click.option("--live", is_flag=True, help="Collect from AWS now (into a throw-away snapshot) instead of reading --db.")
 @queries_option
+@timeout_option
 @aws_options
 @click.pass_context
-def check_command(ctx, control_ids, severity, fmt, exports, live, query_dirs, aws: AwsOptions):
+def check_command(ctx, control_ids, severity, fmt, exports, live, query_dirs, timeout, aws: AwsOptions):
     """Run controls (all, or those named) and report ok/alarm/info/skip/error.
 
     Exit code: 0 when all pass, 1 when any row is alarm, 2 when any is error.
     """
-    from .controls import exit_code, load_controls, run_controls, select_controls
-    from .report import MACHINE_FORMATS, export_format, summary_line, write_report
+    from .controls import exit_code, load_controls, select_controls
+    from .report import MACHINE_FORMATS, Output, export_files, export_format, run_check, status_summary
 
     controls = select_controls(load_controls(query_dirs), control_ids, severity)
     export_formats = [(path, export_format(path)) for path in exports]
@@ -294,29 +355,22 @@ def check_command(ctx, control_ids, severity, fmt, exports, live, query_dirs, aw
             raise UserError(f"--export {path}: no directory {Path(path).absolute().parent}")
     if not controls:
         click.echo(f"bedrock-sql: note: no control has severity {severity} or higher", err=True)
-    if live:
-        with tempfile.TemporaryDirectory(prefix="bedrock-sql-live-") as folder:
-            db = Path(folder) / "live.db"
-            scope = resolve_scope(aws)
-            _collect_with_progress(scope, db, aws.max_workers, quiet=fmt in MACHINE_FORMATS,
-                                   destination="a throw-away snapshot for --live")
-            with snapshot_connection(db) as connection:
-                findings = run_controls(connection, controls)
-    else:
-        with snapshot_connection(ctx.obj["db"]) as connection:
-            findings = run_controls(connection, controls)
-
-    write_report(findings, controls, fmt, sys.stdout, colour=sys.stdout.isatty())
-    for path, export_fmt in export_formats:
-        try:
-            # 0600 like the snapshot: findings map the estate's models and keys too.
-            fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
-            with open(fd, "w", encoding="utf-8", newline="") as handle:
-                write_report(findings, controls, export_fmt, handle)
-        except OSError as exc:
-            raise UserError(f"--export {path}: {exc.strerror}") from None
-    click.echo(summary_line(findings), err=fmt in MACHINE_FORMATS)
-    ctx.exit(exit_code(findings))
+    stdout = Output(fmt, sys.stdout, colour=sys.stdout.isatty())
+    # Findings stream to stdout and every export as the controls run (nothing is held).
+    with export_files(export_formats) as export_outputs:
+        if live:
+            with tempfile.TemporaryDirectory(prefix="bedrock-sql-live-") as folder:
+                db = Path(folder) / "live.db"
+                scope = resolve_scope(aws)
+                _collect_with_progress(scope, db, aws.max_workers, quiet=fmt in MACHINE_FORMATS,
+                                       destination="a throw-away snapshot for --live")
+                with snapshot_connection(db, timeout=timeout) as connection:
+                    result = run_check(connection, controls, [stdout, *export_outputs])
+        else:
+            with snapshot_connection(ctx.obj["db"], timeout=timeout) as connection:
+                result = run_check(connection, controls, [stdout, *export_outputs])
+    click.echo(status_summary(result.counts, result.run), err=fmt in MACHINE_FORMATS)
+    ctx.exit(exit_code(result.counts))
 
 
 # --- remediate ------------------------------------------------------------------------
@@ -381,8 +435,9 @@ def remediate_command(ctx, models, kms_keys, create_key, alias, key_admin_roles,
     if apply_:
         click.echo("\n".join(describe_plan(plan)))
         if not yes and not click.confirm("Create these in AWS?", default=False):
+            # Declining is an answer, not a failure: exit 0 (1 means "alarm" to CI).
             click.echo("Nothing changed in AWS.", err=True)
-            ctx.exit(1)
+            return
         result = apply_plan(plan, live, on_event=click.echo)
         click.echo("\n".join(apply_report(plan, result)))
         return
@@ -399,15 +454,27 @@ def remediate_command(ctx, models, kms_keys, create_key, alias, key_admin_roles,
 
 
 @cli.command("demo")
+@click.argument("path", required=False, type=click.Path(dir_okay=False, path_type=Path))
+# `demo --db PATH` (after the command) means PATH too: the global --db, given before the
+# command, is the user's real snapshot, and simulated data never goes there.
+@click.option("--db", "db_after", hidden=True, type=click.Path(dir_okay=False, path_type=Path))
 @click.pass_context
-def demo_command(ctx):
-    """Collect a simulated AWS estate (moto, offline) and show what an analyst looks at first."""
-    from .demo import run_demo
+def demo_command(ctx, path: Path | None, db_after: Path | None):
+    """Collect a simulated AWS estate (moto, offline) into PATH (default bedrock-demo.db)
+    and show what an analyst looks at first. Never writes the snapshot of the global --db
+    or of BEDROCK_SQL_DB."""
+    from .demo import DEMO_DB, run_demo
 
-    db = ctx.obj["db"]
-    if ctx.parent.get_parameter_source("db") == click.core.ParameterSource.DEFAULT:
-        db = Path("bedrock-demo.db")  # never overwrite a real snapshot with simulated data
-    ctx.exit(run_demo(db, sys.stdout))
+    if path and db_after:
+        raise UserError("give the demo's file once: bedrock-sql demo PATH")
+    db = path or db_after or DEMO_DB
+    code = run_demo(db, sys.stdout)
+    click.echo(
+        f"bedrock-sql: demo wrote {db} (never your --db or BEDROCK_SQL_DB snapshot); "
+        f"query it with: bedrock-sql --db {db} query \"SELECT * FROM aws_bedrock_custom_model\"",
+        err=True,
+    )
+    ctx.exit(code)
 
 
 # --- entry point ----------------------------------------------------------------------
@@ -417,6 +484,20 @@ def _one_line(message: str) -> str:
     """The message on one line: SQLite quotes the rest of a multi-line query in some errors
     (an unterminated string, say), which would otherwise spill over several lines."""
     return " ".join(part.strip() for part in message.splitlines() if part.strip())
+
+
+def _exit_now(line: str, code: int) -> None:
+    """Say ``line`` and exit at once, without waiting for AWS calls still in flight in worker
+    threads (a stopped live query or collect abandons them). Never returns: not for in-process
+    tests."""
+    for stream in (sys.stdout, sys.stderr):  # the rows already written first, then the line
+        try:
+            if stream is sys.stderr:
+                click.echo(line, err=True)
+            stream.flush()
+        except (OSError, ValueError):  # a reader that left (`| head`), a closed stream
+            pass
+    os._exit(code)
 
 
 def main(argv: list[str] | None = None) -> None:
@@ -437,20 +518,22 @@ def main(argv: list[str] | None = None) -> None:
     except click.ClickException as exc:
         click.echo(f"bedrock-sql: error: {_one_line(exc.format_message())}", err=True)
         code = exc.exit_code
+    except StatementTimeout as exc:
+        _exit_now(f"bedrock-sql: error: {_one_line(str(exc))}", EXIT_USAGE)
     except UserError as exc:
         click.echo(f"bedrock-sql: error: {_one_line(str(exc))}", err=True)
         code = EXIT_USAGE
     except (click.Abort, KeyboardInterrupt):
-        # Ctrl-C (click reports it as Abort). The partial snapshot is already gone; exit
-        # now rather than wait for AWS calls still in flight in worker threads.
-        click.echo("bedrock-sql: interrupted", err=True)
-        sys.stdout.flush()
-        sys.stderr.flush()
-        os._exit(130)
+        # Ctrl-C (click reports it as Abort). The partial snapshot is already gone.
+        _exit_now("bedrock-sql: interrupted", EXIT_INTERRUPTED)
     except BrokenPipeError:
         # `bedrock-sql query ... | head`: the reader left; that is not an error.
         sys.stderr.close()
         code = 0
+    except AWS_FAILURES as exc:
+        # Outside the AWS commands, whose own mapping (aws_options) also knows --endpoint-url.
+        click.echo(f"bedrock-sql: error: {aws_failure_message(exc, os.environ.get('AWS_ENDPOINT_URL'))}", err=True)
+        code = EXIT_USAGE
     sys.exit(code or 0)
 
 

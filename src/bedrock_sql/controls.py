@@ -13,14 +13,16 @@ import re
 from dataclasses import dataclass, field
 from importlib import resources
 from pathlib import Path
-from typing import Any, Iterable
+from typing import Any, Iterable, Iterator, Mapping
 
 import apsw
+import apsw.ext
 
 from .errors import UserError
-from .sql import run_query
+from .sql import _has_statement, run_query, sql_message
 
 STATUSES = ("ok", "alarm", "info", "skip", "error")
+STATUS_ORDER = ("error", "alarm", "info", "skip", "ok")  # worst first
 SEVERITIES = ("critical", "high", "medium", "low", "info")
 REQUIRED_COLUMNS = ("resource", "status", "reason", "account_id", "region")
 HEADER_KEYS = ("id", "title", "severity", "description", "remediation", "references")
@@ -54,6 +56,9 @@ class Finding:
     account_id: str
     region: str
     dimensions: dict[str, Any] = field(default_factory=dict)
+    # When the estate was observed (the collect run's finish) and that run's id.
+    collected_at: str | None = None
+    run_id: str | None = None
 
 
 def parse_control(text: str, source: str) -> Control:
@@ -147,50 +152,170 @@ def select_controls(
     return chosen
 
 
-def run_control(connection: apsw.Connection, control: Control) -> list[Finding]:
+# --- the snapshot's run: what dates the evidence ------------------------------------------
+
+
+@dataclass(frozen=True)
+class SnapshotRun:
+    """The collect run that produced a snapshot: its findings are dated by it."""
+
+    run_id: str
+    collected_at: str  # the run's finished_at, ISO-8601 UTC
+
+
+def snapshot_run(connection: apsw.Connection) -> SnapshotRun | None:
+    """The snapshot's collect run, or None when bedrock_sql_runs holds none.
+
+    A collect writes exactly one run row; should a snapshot ever hold several, the latest
+    finished one dates it (as `remediate` reads it).
+    """
     try:
-        result = run_query(connection, control.sql)
-        rows = list(result.rows)
+        row = connection.execute(
+            "SELECT run_id, finished_at FROM bedrock_sql_runs WHERE finished_at IS NOT NULL "
+            "ORDER BY finished_at DESC LIMIT 1"
+        ).fetchone()
+    except apsw.Error as exc:
+        raise UserError(f"cannot read the snapshot's collect run: {sql_message(exc)}") from None
+    return SnapshotRun(run_id=str(row[0]), collected_at=str(row[1])) if row else None
+
+
+# --- running controls ------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class PreparedControl:
+    """A control whose SQL compiled: its columns, and its one SELECT (to wrap in another)."""
+
+    control: Control
+    columns: tuple[str, ...]
+    select: str
+
+
+def prepare_control(connection: apsw.Connection, control: Control) -> PreparedControl:
+    """Compile the control's SQL without running it; a bad control is a :class:`UserError`."""
+    where = f"control {control.id} ({control.source})"
+    try:
+        info = apsw.ext.query_info(connection, control.sql)
+    except apsw.AuthError:
+        raise UserError(f"{where}: the snapshot is read-only: only SELECT (and reading PRAGMAs) is allowed") from None
+    except apsw.Error as exc:
+        raise UserError(f"{where}: SQL error: {sql_message(exc)}") from None
+    if info.query_remaining and _has_statement(info.query_remaining):
+        raise UserError(f"{where}: give one SQL statement")
+    columns = tuple(name for name, _type in (info.description or ()))
+    missing = [c for c in REQUIRED_COLUMNS if c not in columns]
+    if missing:
+        raise UserError(f"{where}: its SELECT lacks column(s) {', '.join(missing)}")
+    # Without its final semicolon the statement nests in a FROM (...); a trailing line
+    # comment stays inside the parentheses because they sit on lines of their own.
+    select = info.first_query.strip().rstrip(";")
+    return PreparedControl(control, columns, select)
+
+
+def iter_findings(
+    connection: apsw.Connection, prepared: PreparedControl, run: SnapshotRun | None
+) -> Iterator[Finding]:
+    """The control's findings one by one, in the order its SQL gives them."""
+    yield from _findings(connection, prepared, prepared.control.sql, run)
+
+
+def worst_first(
+    connection: apsw.Connection, prepared: PreparedControl, run: SnapshotRun | None
+) -> Iterator[Finding]:
+    """The control's findings ordered by SQLite, worst status first (then by resource):
+    its sorter spills to temporary files, so any number of rows is sorted in bounded memory."""
+    ranks = " ".join(f"WHEN '{status}' THEN {rank}" for rank, status in enumerate(STATUS_ORDER))
+    sql = (
+        f"SELECT * FROM (\n{prepared.select}\n) "
+        f"ORDER BY CASE status {ranks} END, resource, account_id, region"
+    )
+    yield from _findings(connection, prepared, sql, run)
+
+
+def status_counts(connection: apsw.Connection, prepared: PreparedControl) -> dict[str, int]:
+    """How many findings of each status the control gives, counted by SQLite."""
+    control = prepared.control
+    result = _run(control, connection, f"SELECT status, count(*) FROM (\n{prepared.select}\n) GROUP BY status")
+    counts = new_counts()
+    for status, count in _control_rows(control, result.rows):
+        _check_status(control, status)
+        counts[status] += count
+        counts["total"] += count
+    return counts
+
+
+def _run(control: Control, connection: apsw.Connection, sql: str):
+    try:
+        return run_query(connection, sql)
     except UserError as exc:
         raise UserError(f"control {control.id} ({control.source}): {exc}") from None
-    missing = [c for c in REQUIRED_COLUMNS if c not in result.columns]
-    if missing:
-        raise UserError(f"control {control.id} ({control.source}): its SELECT lacks column(s) {', '.join(missing)}")
+
+
+def _findings(
+    connection: apsw.Connection, prepared: PreparedControl, sql: str, run: SnapshotRun | None
+) -> Iterator[Finding]:
+    control = prepared.control
+    result = _run(control, connection, sql)
     index = {name: i for i, name in enumerate(result.columns)}
-    findings = []
-    for row in rows:
-        status = row[index["status"]]
-        if status not in STATUSES:
-            raise UserError(f"control {control.id}: status {status!r} is not one of {', '.join(STATUSES)}")
-        findings.append(
-            Finding(
-                control=control,
-                resource=row[index["resource"]],
-                status=status,
-                reason=row[index["reason"]],
-                account_id=row[index["account_id"]],
-                region=row[index["region"]],
-                dimensions={
-                    name: row[i] for name, i in index.items() if name not in REQUIRED_COLUMNS
-                },
-            )
+    dimensions = [(name, i) for name, i in index.items() if name not in REQUIRED_COLUMNS]
+    status_at, resource_at, reason_at = index["status"], index["resource"], index["reason"]
+    account_at, region_at = index["account_id"], index["region"]
+    collected_at, run_id = (run.collected_at, run.run_id) if run else (None, None)
+    for row in _control_rows(control, result.rows):
+        _check_status(control, row[status_at])
+        yield Finding(
+            control=control,
+            resource=row[resource_at],
+            status=row[status_at],
+            reason=row[reason_at],
+            account_id=row[account_at],
+            region=row[region_at],
+            dimensions={name: row[i] for name, i in dimensions},
+            collected_at=collected_at,
+            run_id=run_id,
         )
-    return findings
+
+
+def _control_rows(control: Control, rows: Iterator[tuple]) -> Iterator[tuple]:
+    """The rows, with an error half-way through (bad JSON, say) naming the control."""
+    try:
+        yield from rows
+    except UserError as exc:
+        raise UserError(f"control {control.id} ({control.source}): {exc}") from None
+
+
+def _check_status(control: Control, status: Any) -> None:
+    if status not in STATUSES:
+        raise UserError(f"control {control.id}: status {status!r} is not one of {', '.join(STATUSES)}")
+
+
+def run_control(connection: apsw.Connection, control: Control, run: SnapshotRun | None = None) -> list[Finding]:
+    """Every finding of one control, in a list (``check`` streams them instead)."""
+    return list(iter_findings(connection, prepare_control(connection, control), run))
 
 
 def run_controls(connection: apsw.Connection, controls: list[Control]) -> list[Finding]:
-    return [finding for control in controls for finding in run_control(connection, control)]
+    """Every finding of ``controls``, dated by the snapshot's run (when it records one)."""
+    run = snapshot_run(connection)
+    return [finding for control in controls for finding in run_control(connection, control, run)]
+
+
+# --- counting -------------------------------------------------------------------------------
+
+
+def new_counts() -> dict[str, int]:
+    return {"total": 0, **{s: 0 for s in STATUSES}}
 
 
 def summarize(findings: Iterable[Finding]) -> dict[str, int]:
-    counts = {"total": 0, **{s: 0 for s in STATUSES}}
+    counts = new_counts()
     for finding in findings:
         counts["total"] += 1
         counts[finding.status] += 1
     return counts
 
 
-def exit_code(findings: Iterable[Finding]) -> int:
-    """2 when any finding is error (error wins), 1 when any is alarm, else 0."""
-    statuses = {f.status for f in findings}
-    return 2 if "error" in statuses else 1 if "alarm" in statuses else 0
+def exit_code(counts: Mapping[str, int]) -> int:
+    """From the counts of each status: 2 when any finding is error (error wins), 1 when any
+    is alarm, else 0 (ok, info and skip are no alarm)."""
+    return 2 if counts.get("error") else 1 if counts.get("alarm") else 0

@@ -6,10 +6,13 @@ user's own AWS configuration is ignored for the duration.
 
 from __future__ import annotations
 
+import json
 import os
 from contextlib import contextmanager
 from pathlib import Path
 from typing import TextIO
+
+import click
 
 from .accounts import resolve_scope
 from .aws import AwsOptions
@@ -18,10 +21,15 @@ from .controls import STATUSES, load_controls, run_controls
 from .render import render
 from .report import control_summary_rows, summary_line, write_report
 from .snapshot import collect
+from .snapshot_file import not_a_snapshot
 from .sql import run_query, snapshot_connection
 
 DEMO_REGIONS = ("us-east-1", "eu-west-1")
 SEED_RULE = "bedrock_custom_model_encrypted_with_cmk"
+# Where the demo writes unless given a path: never the user's snapshot (--db, BEDROCK_SQL_DB).
+DEMO_DB = Path("bedrock-demo.db")
+# The mark of a demo snapshot, in bedrock_sql_runs.notes: demo replaces only files carrying it.
+DEMO_NOTE = "simulated estate written by bedrock-sql demo (moto, offline): no AWS account was read"
 
 FIRST_LOOK = """
 SELECT m.region, m.model_name,
@@ -69,15 +77,50 @@ def _simulated_aws():
                 os.environ[name] = value
 
 
+def is_demo_snapshot(path: Path) -> bool:
+    """Whether ``path`` is a snapshot the demo wrote (its run carries :data:`DEMO_NOTE`)."""
+    with snapshot_connection(path) as connection:
+        notes = [row[0] for row in connection.execute("SELECT notes FROM bedrock_sql_runs")]
+    for text in notes:
+        try:
+            if DEMO_NOTE in json.loads(text or "[]"):
+                return True
+        except (TypeError, ValueError):
+            continue
+    return False
+
+
+def check_demo_target(db: Path) -> None:
+    """Raise :class:`UserError` unless the demo may write ``db``: absent, empty, or a demo snapshot."""
+    reason = not_a_snapshot(db)
+    if reason is None and db.is_file() and db.stat().st_size > 0 and not is_demo_snapshot(db):
+        reason = "a bedrock-sql snapshot of a real estate"
+    if reason is not None:
+        raise UserError(
+            f"refusing to replace {db}: not a demo snapshot ({reason}); give the demo another file: bedrock-sql demo PATH"
+        )
+
+
+def missing_snapshot_hint(missing: Path) -> str:
+    """A hint for "no snapshot at ...": the demo's snapshot, when it is in the working directory."""
+    if not DEMO_DB.is_file() or missing.absolute() == DEMO_DB.absolute():
+        return ""
+    context = click.get_current_context(silent=True)
+    command = context.info_name if context is not None and context.parent is not None else "COMMAND"
+    return f" (the demo's snapshot is {DEMO_DB}: bedrock-sql --db {DEMO_DB} {command})"
+
+
 def run_demo(db: Path, out: TextIO) -> int:
     """Seed, collect, report. Returns the exit code."""
     import boto3
 
     from .estate import seed_demo_estate
 
+    check_demo_target(db)
     with _simulated_aws():
         estate = seed_demo_estate(boto3.Session(region_name=DEMO_REGIONS[0]), regions=DEMO_REGIONS)
         scope = resolve_scope(AwsOptions(regions=DEMO_REGIONS))
+        scope.notes.append(DEMO_NOTE)
         result = collect(scope, db)
     out.write(
         f"Simulated estate: {len(estate.models)} custom models, {len(estate.jobs)} customization jobs "

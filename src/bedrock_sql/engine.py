@@ -7,14 +7,17 @@ are low. Rows stream to the consumer (SQLite, through the virtual table) over a 
 queue, so memory stays flat however large the estate.
 
 A failure costs only its unit (or its item): it is recorded in the :class:`ErrorLog`, and
-the other units still answer.
+the other units still answer. A listed item whose details cannot be read keeps its row
+(from the listing) and its error names it, so every control on it answers ``error``; only
+a genuine not-found (the provider's get returns None) drops it, and that is noted
+(:attr:`Engine.vanished`), never silent.
 """
 
 from __future__ import annotations
 
 import queue
 import threading
-from collections import deque
+from collections import Counter, deque
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from datetime import datetime, timezone
@@ -115,6 +118,12 @@ class Engine:
         # same key for a thousand models calls AWS once.
         self.get_cache: dict[tuple, tuple | None] = {}
         self.get_cache_lock = threading.Lock()
+        # What the collector reports beside the rows: resources listed but gone (not found)
+        # before their details were read, per table; and how many rows each table streamed
+        # (the snapshot keeps one per key: the difference is the duplicates it dropped).
+        self.vanished: dict[str, list[str]] = {}
+        self.rows_streamed: Counter[str] = Counter()
+        self._tally_lock = threading.Lock()
 
     def units(self, plan: ScanPlan, service: str | None = None) -> list[Unit]:
         """The units a scan calls: those the plan allows, where the service is offered."""
@@ -148,6 +157,7 @@ class Engine:
     def scan(self, table: Table, plan: ScanPlan) -> Iterator[tuple]:
         """Stream the rows of ``table`` for ``plan``; stops cleanly when closed early."""
         run = _Scan(self, table)
+        streamed = 0
         try:
             if plan.get_keys is not None:
                 for key in plan.get_keys:
@@ -156,9 +166,18 @@ class Engine:
             else:
                 for unit in self.units(plan, table.service):
                     run.submit(run.list, unit, plan.list_params, pool=self.list_executor)
-            yield from run.results()
+            for row in run.results():
+                streamed += 1
+                yield row
         finally:
             run.cancelled.set()
+            with self._tally_lock:
+                self.rows_streamed[table.name] += streamed
+
+    def note_vanished(self, table: Table, resource: str) -> None:
+        """``resource`` was listed, then not found when its details were read."""
+        with self._tally_lock:
+            self.vanished.setdefault(table.name, []).append(resource)
 
     def interrupt(self) -> None:
         """Ctrl-C: make every backoff and queued task give up now."""
@@ -358,10 +377,16 @@ class _UnitHydrator:
         except ApiError as exc:
             # Keep the resource visible with what the listing said; the recorded error
             # tells controls its details are unknown (never a silent pass).
-            resource = table.row(self.api, summary)[table.column_names.index(table.arn)] if table.arn else None
-            self.api.record(exc, resource=resource)
+            self.api.record(exc, resource=self._resource(summary))
             self.scan.emit(self.api, summary)
             return
-        if detail is not None:  # None: it vanished between list and get
-            self.scan.emit(self.api, {**summary, **detail})
+        if detail is None:  # a genuine not-found: deleted between list and get
+            self.scan.engine.note_vanished(table, self._resource(summary) or repr(summary))
+            return
+        self.scan.emit(self.api, {**summary, **detail})
+
+    def _resource(self, summary: dict) -> str | None:
+        """The listed item's ARN (what its error row and notes name)."""
+        table = self.scan.table
+        return table.row(self.api, summary)[table.column_names.index(table.arn)] if table.arn else None
 

@@ -21,7 +21,7 @@ import hashlib
 import re
 from datetime import datetime, timezone
 from types import SimpleNamespace
-from typing import Any, Optional, Sequence
+from typing import Any, Iterable, Optional
 
 from . import __version__
 from .controls import Finding
@@ -192,23 +192,55 @@ def _check_identity(finding: Finding) -> None:
 
 
 def to_asff(
-    findings: Sequence[Finding],
+    findings: Iterable[Finding],
     *,
-    generated_at: datetime,
+    observed_at: datetime | None = None,
     first_observed_at: datetime | None = None,
 ) -> list[dict]:
     """One AWS Security Finding Format dict per finding, ready for ``BatchImportFindings``.
 
-    ``generated_at`` is this run (UpdatedAt, LastObservedAt); ``first_observed_at``, when
-    known, is when the finding was first seen (CreatedAt, FirstObservedAt), else this run.
-    Naive datetimes are taken as UTC. A finding without account_id or region raises
-    :class:`ValueError` (Security Hub needs both to route it).
+    See :func:`asff_finding` (one finding); this is the list of them.
     """
-    now = _iso(generated_at)
-    first = _iso(first_observed_at) if first_observed_at is not None else now
-    if first_observed_at is not None and _utc(first_observed_at) > _utc(generated_at):
-        raise ValueError("first_observed_at is later than generated_at")
-    return [_asff_one(f, now, first) for f in findings]
+    return [asff_finding(f, observed_at=observed_at, first_observed_at=first_observed_at) for f in findings]
+
+
+def asff_finding(
+    finding: Finding,
+    *,
+    observed_at: datetime | None = None,
+    first_observed_at: datetime | None = None,
+) -> dict:
+    """The finding as one ASFF dict.
+
+    Dated by when the estate was observed, never by when the controls ran: UpdatedAt and
+    LastObservedAt are the finding's ``collected_at`` (``observed_at`` for a finding that
+    carries none), so the same snapshot always gives the same findings and a newer
+    snapshot a later UpdatedAt. CreatedAt and FirstObservedAt are
+    ``first_observed_at`` when known (an earlier observation), else the same time. Naive
+    datetimes are taken as UTC. A finding without account_id or region, or without any
+    observation time, raises :class:`ValueError`.
+    """
+    last_seen, first_seen = _observation(finding, observed_at, first_observed_at)
+    return _asff_one(finding, _iso(last_seen), _iso(first_seen))
+
+
+def _observation(
+    finding: Finding, observed_at: datetime | None, first_observed_at: datetime | None
+) -> tuple[datetime, datetime]:
+    """(last seen, first seen) of a finding, in UTC."""
+    if finding.collected_at:
+        last_seen = _utc(datetime.fromisoformat(finding.collected_at))
+    elif observed_at is not None:
+        last_seen = _utc(observed_at)
+    else:
+        raise ValueError(
+            f"finding of control {finding.control.id} for {finding.resource!r} has no collected_at "
+            "and no observed_at was given: evidence must say when it was observed"
+        )
+    first_seen = _utc(first_observed_at) if first_observed_at is not None else last_seen
+    if first_seen > last_seen:
+        raise ValueError("first_observed_at is later than the observation")
+    return last_seen, first_seen
 
 
 def _asff_one(finding: Finding, now: str, first: str) -> dict:
@@ -275,6 +307,8 @@ def _product_fields(finding: Finding) -> dict[str, str]:
         f"{PRODUCT_NAME}/Status": finding.status,
         f"{PRODUCT_NAME}/ToolVersion": __version__,
     }
+    if finding.run_id:
+        fields[f"{PRODUCT_NAME}/RunId"] = str(finding.run_id)
     for name, value in finding.dimensions.items():
         if len(fields) >= _PRODUCT_FIELDS_MAX:
             break
@@ -331,24 +365,37 @@ def _ocsf() -> SimpleNamespace:
 
 
 def to_ocsf(
-    findings: Sequence[Finding],
+    findings: Iterable[Finding],
     *,
-    generated_at: datetime,
+    observed_at: datetime | None = None,
     first_observed_at: datetime | None = None,
 ) -> list[dict]:
-    """One OCSF Compliance Finding (class_uid 2003) event per finding, as JSON-ready dicts.
+    """One OCSF Compliance Finding event per finding: see :func:`ocsf_event`."""
+    return [ocsf_event(f, observed_at=observed_at, first_observed_at=first_observed_at) for f in findings]
 
-    Times are epoch milliseconds (with ``*_dt`` ISO twins, the datetime profile); the
-    ``cloud`` profile carries provider, account and region.
+
+def ocsf_event(
+    finding: Finding,
+    *,
+    observed_at: datetime | None = None,
+    first_observed_at: datetime | None = None,
+) -> dict:
+    """The finding as one OCSF Compliance Finding (class_uid 2003) event, a JSON-ready dict.
+
+    Times are epoch milliseconds (with ``*_dt`` ISO twins, the datetime profile), dated as
+    in :func:`asff_finding`: ``time``, ``finding_info.last_seen_time`` and
+    ``modified_time`` are when the estate was observed; ``created_time`` and
+    ``first_seen_time`` the first observation. The ``cloud`` profile carries provider,
+    account and region; ``unmapped`` the run id and every dimension.
     """
-    return [_ocsf_one(f, generated_at, first_observed_at or generated_at) for f in findings]
+    last_seen, first_seen = _observation(finding, observed_at, first_observed_at)
+    return _ocsf_one(finding, last_seen, first_seen)
 
 
-def _ocsf_one(finding: Finding, generated_at: datetime, first_seen: datetime) -> dict:
+def _ocsf_one(finding: Finding, now: datetime, first: datetime) -> dict:
     _check_identity(finding)
     m = _ocsf()
     control = finding.control
-    now, first = _utc(generated_at), _utc(first_seen)
     compliance_id, compliance_caption = OCSF_COMPLIANCE[finding.status]
     severity_id, severity_caption = OCSF_SEVERITY[control.severity]
     resource = _Resource(finding)
@@ -388,6 +435,8 @@ def _ocsf_one(finding: Finding, generated_at: datetime, first_seen: datetime) ->
             first_seen_time_dt=first,
             last_seen_time=_epoch_ms(now),
             last_seen_time_dt=now,
+            modified_time=_epoch_ms(now),
+            modified_time_dt=now,
             analytic=m.Analytic(
                 uid=control.id, name=control.title, desc=control.description, type="Rule", type_id=1
             ),
@@ -435,6 +484,8 @@ def _ocsf_one(finding: Finding, generated_at: datetime, first_seen: datetime) ->
         unmapped={
             "control_id": control.id,
             "control_source": control.source,
+            "collected_at": _iso(now),
+            **({"run_id": finding.run_id} if finding.run_id else {}),
             "dimensions": {name: _plain(value) for name, value in finding.dimensions.items()},
         },
     )

@@ -13,8 +13,11 @@ Conventions shared by every format:
   csv, table, markdown and line keep the names exactly as SQLite gave them.
 * Non-finite floats (SQLite can hold +/-Inf) are written to json/jsonl as
   the strings "inf"/"-inf", because JSON has no literal for them.
-* csv, json, jsonl and line stream: rows may be a generator of any length.
-  table and markdown hold all rows in memory, since column widths need them.
+* Every format streams: rows may be a generator of any length. csv, json,
+  jsonl and line write each row as it comes; table and markdown lay out
+  PAGE_ROWS rows at a time (column widths need the rows): a longer table
+  result is several tables, each with its header; markdown writes its header
+  once and continues its one table.
 """
 
 from __future__ import annotations
@@ -25,12 +28,14 @@ import io
 import json
 import math
 import shutil
-from collections.abc import Iterable, Iterator, Sequence
+from collections.abc import Iterable, Sequence
 from typing import Any, TextIO
 
 from tabulate import tabulate
 
 FORMATS = ("table", "csv", "json", "jsonl", "markdown", "line")
+# Rows the table and markdown formats lay out at once (a few MB of cells).
+PAGE_ROWS = 10_000
 
 # OWASP "CSV injection": spreadsheets treat a cell starting with one of these
 # as a formula (tab and CR also count, since some importers strip them first).
@@ -60,25 +65,27 @@ def render(
     losing or inventing cells. See the module docstring for NULL, BLOB and
     duplicate-column conventions.
     """
+    writer = row_writer(fmt, columns, out)
+    for row in rows:
+        writer.write(row)
+    return writer.close()
+
+
+def row_writer(fmt: str, columns: Sequence[str], out: TextIO) -> RowWriter:
+    """A writer taking rows one at a time (``write``) that ``close`` ends.
+
+    What :func:`render` uses; for a caller feeding several outputs from one pass.
+    """
     try:
         writer = _WRITERS[fmt]
     except KeyError:
         raise ValueError(
             f"unknown output format {fmt!r}; choose one of: {', '.join(FORMATS)}"
         ) from None
-    columns = list(columns)
-    return writer(columns, _checked(rows, len(columns)), out)
+    return writer(list(columns), out)
 
 
 # --- helpers -------------------------------------------------------------
-
-
-def _checked(rows: Iterable[Sequence[Any]], width: int) -> Iterator[Sequence[Any]]:
-    """Yield rows lazily, refusing any whose length does not match the header."""
-    for number, row in enumerate(rows, 1):
-        if len(row) != width:
-            raise ValueError(f"row {number} has {len(row)} values for {width} columns")
-        yield row
 
 
 def _blob(value: Any) -> Any:
@@ -125,78 +132,173 @@ def _json_line(keys: Sequence[str], row: Sequence[Any]) -> str:
     )
 
 
-# --- writers: each takes (columns, rows, out) and returns the row count ----
+# --- writers: one class per format ----------------------------------------------
 
 
-def _write_csv(columns, rows, out) -> int:
-    # The csv module only quotes fields containing a character of its
-    # lineterminator, so with "\n" a bare "\r" inside a cell would be written
-    # unquoted and break the file. Format each row with "\r\n" (quotes both)
-    # into a small buffer, then swap the terminator for "\n".
-    buf = io.StringIO()
-    writer = csv.writer(buf, lineterminator="\r\n")
+class RowWriter:
+    """Writes one result set row by row: any header at creation, the end at ``close``."""
 
-    def write_row(cells) -> None:
-        buf.seek(0)
-        buf.truncate()
-        writer.writerow([neutralize_csv_cell(c) for c in cells])
-        out.write(buf.getvalue()[:-2] + "\n")
+    def __init__(self, columns: list[str], out: TextIO):
+        self.columns = columns
+        self.out = out
+        self.count = 0
 
-    write_row(columns)
-    count = 0
-    for row in rows:
+    def write(self, row: Sequence[Any]) -> None:
+        if len(row) != len(self.columns):
+            raise ValueError(f"row {self.count + 1} has {len(row)} values for {len(self.columns)} columns")
+        self._write(row)
+        self.count += 1
+
+    def _write(self, row: Sequence[Any]) -> None:
+        raise NotImplementedError
+
+    def close(self) -> int:
+        """End the output (a closing bracket, the last page); return the row count."""
+        return self.count
+
+
+class _CsvWriter(RowWriter):
+    def __init__(self, columns, out):
+        super().__init__(columns, out)
+        # The csv module only quotes fields containing a character of its
+        # lineterminator, so with "\n" a bare "\r" inside a cell would be written
+        # unquoted and break the file. Format each row with "\r\n" (quotes both)
+        # into a small buffer, then swap the terminator for "\n".
+        self._buffer = io.StringIO()
+        self._csv = csv.writer(self._buffer, lineterminator="\r\n")
+        self._write_cells(columns)
+
+    def _write_cells(self, cells) -> None:
+        self._buffer.seek(0)
+        self._buffer.truncate()
+        self._csv.writerow([neutralize_csv_cell(c) for c in cells])
+        self.out.write(self._buffer.getvalue()[:-2] + "\n")
+
+    def _write(self, row):
         # Convert bytes first: base64 text may itself start with '+'.
-        write_row([_blob(v) for v in row])
-        count += 1
-    return count
+        self._write_cells([_blob(v) for v in row])
 
 
-def _write_json(columns, rows, out) -> int:
-    keys = _unique_keys(columns)
-    out.write("[")
-    count = 0
-    for row in rows:
-        if count:
-            out.write(",\n")
-        out.write(_json_line(keys, row))
-        count += 1
-    out.write("]\n")
-    return count
+class _JsonlWriter(RowWriter):
+    def __init__(self, columns, out):
+        super().__init__(columns, out)
+        self._keys = _unique_keys(columns)
+
+    def _write(self, row):
+        self.out.write(_json_line(self._keys, row) + "\n")
 
 
-def _write_jsonl(columns, rows, out) -> int:
-    keys = _unique_keys(columns)
-    count = 0
-    for row in rows:
-        out.write(_json_line(keys, row) + "\n")
-        count += 1
-    return count
+class _JsonWriter(_JsonlWriter):
+    def __init__(self, columns, out):
+        super().__init__(columns, out)
+        out.write("[")
+
+    def _write(self, row):
+        if self.count:
+            self.out.write(",\n")
+        self.out.write(_json_line(self._keys, row))
+
+    def close(self):
+        self.out.write("]\n")
+        return self.count
 
 
-def _write_table(columns, rows, out) -> int:
-    # None is kept so tabulate's missingval applies; bytes would otherwise be
-    # ASCII-decoded by tabulate and fail on binary data.
-    data = [[_blob(v) for v in row] for row in rows]
-    # disable_numparse: ARNs, account ids like "012345678901" and version
-    # strings must print exactly as stored, not re-formatted as numbers. SQLite's
-    # own types say which columns are numbers: those are right-aligned.
-    numeric = [
-        bool(data) and all(row[i] is None or isinstance(row[i], (int, float)) for row in data)
-        and any(row[i] is not None for row in data)
-        for i in range(len(columns))
-    ]
-    text = tabulate(
-        data,
-        headers=columns,
-        tablefmt="psql",
-        missingval="",
-        disable_numparse=True,
-        colalign=["right" if n else "left" for n in numeric] or None,
-        maxcolwidths=_fit_to_terminal(columns, data, out),
-    )
-    if text:
-        out.write(text + "\n")
-    return len(data)
+class _LineWriter(RowWriter):
+    """Like sqlite3's ".mode line": "name = value", names right-aligned."""
+
+    def _write(self, row):
+        if self.count:
+            self.out.write("\n")
+        width = max((len(c) for c in self.columns), default=0)
+        for name, value in zip(self.columns, row):
+            self.out.write(f"{name:>{width}} = {_text(value)}\n")
+
+
+class _PagedWriter(RowWriter):
+    """Formats whose column widths depend on the rows: laid out PAGE_ROWS rows at a time,
+    so memory stays bounded whatever the size of the result. A result of one page (the
+    usual case) comes out exactly as if it had been laid out whole."""
+
+    def __init__(self, columns, out):
+        super().__init__(columns, out)
+        self._page: list[list[Any]] = []
+        self._pages = 0
+
+    def _write(self, row):
+        if len(self._page) == PAGE_ROWS:
+            self._flush()
+        self._page.append(self._cells(row))
+
+    def close(self):
+        if self._page or not self._pages:  # an empty result still shows its header
+            self._flush()
+        return self.count
+
+    def _flush(self) -> None:
+        self._write_page(self._page, first=not self._pages)
+        self._pages += 1
+        self._page = []
+
+    def _cells(self, row: Sequence[Any]) -> list[Any]:
+        raise NotImplementedError
+
+    def _write_page(self, page: list[list[Any]], first: bool) -> None:
+        raise NotImplementedError
+
+
+class _TableWriter(_PagedWriter):
+    """psql-style tables: a result longer than a page is one table per page, each with its
+    header (a blank line between them)."""
+
+    def _cells(self, row):
+        # None is kept so tabulate's missingval applies; bytes would otherwise be
+        # ASCII-decoded by tabulate and fail on binary data.
+        return [_blob(v) for v in row]
+
+    def _write_page(self, page, first):
+        if not first:
+            self.out.write("\n")
+        # disable_numparse: ARNs, account ids like "012345678901" and version
+        # strings must print exactly as stored, not re-formatted as numbers. SQLite's
+        # own types say which columns are numbers: those are right-aligned.
+        numeric = [
+            bool(page) and all(row[i] is None or isinstance(row[i], (int, float)) for row in page)
+            and any(row[i] is not None for row in page)
+            for i in range(len(self.columns))
+        ]
+        text = tabulate(
+            page,
+            headers=self.columns,
+            tablefmt="psql",
+            missingval="",
+            disable_numparse=True,
+            colalign=["right" if n else "left" for n in numeric] or None,
+            maxcolwidths=_fit_to_terminal(self.columns, page, self.out),
+        )
+        if text:
+            self.out.write(text + "\n")
+
+
+class _MarkdownWriter(_PagedWriter):
+    """GitHub tables: the header once, then every row; later pages continue the first
+    (Markdown does not need the columns of a table to line up)."""
+
+    def _cells(self, row):
+        return [_md_cell(v) for v in row]
+
+    def _write_page(self, page, first):
+        text = tabulate(
+            page,
+            headers=[_md_cell(c) for c in self.columns],
+            tablefmt="github",
+            missingval="",
+            disable_numparse=True,
+        )
+        # Each row is one line (_md_cell turns line breaks into <br>): drop the
+        # header and its rule from every page but the first.
+        lines = text.splitlines()[0 if first else 2:]
+        if lines:
+            self.out.write("\n".join(lines) + "\n")
 
 
 def _fit_to_terminal(columns, data, out) -> list[int | None] | None:
@@ -229,38 +331,11 @@ def _md_cell(value: Any) -> str:
     return text.replace("\r\n", "<br>").replace("\n", "<br>").replace("\r", "<br>")
 
 
-def _write_markdown(columns, rows, out) -> int:
-    data = [[_md_cell(v) for v in row] for row in rows]
-    text = tabulate(
-        data,
-        headers=[_md_cell(c) for c in columns],
-        tablefmt="github",
-        missingval="",
-        disable_numparse=True,
-    )
-    if text:
-        out.write(text + "\n")
-    return len(data)
-
-
-def _write_line(columns, rows, out) -> int:
-    # Like sqlite3's ".mode line": "name = value", names right-aligned.
-    width = max((len(c) for c in columns), default=0)
-    count = 0
-    for row in rows:
-        if count:
-            out.write("\n")
-        for name, value in zip(columns, row):
-            out.write(f"{name:>{width}} = {_text(value)}\n")
-        count += 1
-    return count
-
-
-_WRITERS = {
-    "table": _write_table,
-    "csv": _write_csv,
-    "json": _write_json,
-    "jsonl": _write_jsonl,
-    "markdown": _write_markdown,
-    "line": _write_line,
+_WRITERS: dict[str, type[RowWriter]] = {
+    "table": _TableWriter,
+    "csv": _CsvWriter,
+    "json": _JsonWriter,
+    "jsonl": _JsonlWriter,
+    "markdown": _MarkdownWriter,
+    "line": _LineWriter,
 }

@@ -1,22 +1,46 @@
-"""Rendering `check` results: grouped tables, brief lists, CSV/JSON rows, ASFF and OCSF.
+"""Reporting `check` results: grouped tables, brief lists, CSV/JSON rows, ASFF and OCSF.
 
-Tabular formats go through :func:`bedrock_sql.render.render` (the one place cells are
-formatted and CSV is made formula-safe); this module only shapes findings into rows and
-adds what is specific to a compliance report (grouping, colour, summary, audit formats).
+Tabular formats go through :mod:`bedrock_sql.render` (the one place cells are formatted and
+CSV is made formula-safe); this module shapes findings into rows and adds what is specific
+to a compliance report (grouping, colour, summary, audit formats, dating).
+
+Every format streams: :func:`run_check` hands each control's findings to every output as
+SQLite produces them and counts the statuses on the way, so memory does not grow with the
+estate. Findings are dated by the snapshot's collect run (``collected_at``, ``run_id``),
+never by when `check` ran.
 """
 
 from __future__ import annotations
 
 import json
-from datetime import datetime, timezone
+import os
+import tempfile
+import textwrap
+from contextlib import contextmanager
+from dataclasses import dataclass
 from pathlib import Path
-from typing import Sequence, TextIO
+from typing import Callable, Iterable, Iterator, Mapping, Sequence, TextIO
 
+import apsw
 import click
 
-from .controls import SEVERITIES, STATUSES, Control, Finding, summarize
+from .controls import (
+    SEVERITIES,
+    STATUS_ORDER,
+    STATUSES,
+    Control,
+    Finding,
+    SnapshotRun,
+    iter_findings,
+    new_counts,
+    prepare_control,
+    snapshot_run,
+    status_counts,
+    summarize,
+    worst_first,
+)
 from .errors import UserError
-from .render import render
+from .render import render, row_writer
 
 CHECK_FORMATS = ("table", "brief", "csv", "json", "jsonl", "markdown", "asff", "ocsf")
 # Formats whose stdout must stay parseable: their summary goes to stderr.
@@ -32,7 +56,9 @@ EXPORT_SUFFIXES = (
 )
 
 BASE_COLUMNS = ("control_id", "control_title", "severity", "status", "reason", "resource", "account_id", "region")
-STATUS_ORDER = ("error", "alarm", "info", "skip", "ok")
+# When the evidence was true: the collect run the findings were judged on.
+EVIDENCE_COLUMNS = ("collected_at", "run_id")
+GROUPED_COLUMNS = ("status", "resource", "reason", "account_id", "region")
 STATUS_COLOURS = {"ok": "green", "alarm": "red", "error": "magenta", "info": "cyan", "skip": "bright_black"}
 
 
@@ -45,28 +71,144 @@ def export_format(path: str) -> str:
     raise UserError(f"--export {path}: cannot tell the format from the name (use one of {allowed})")
 
 
-def finding_rows(findings: Sequence[Finding]) -> tuple[list[str], list[tuple]]:
-    """Flat rows (Powerpipe-like): the base columns, then every extra dimension."""
-    dimensions: list[str] = []
-    for finding in findings:
-        for name in finding.dimensions:
-            if name not in dimensions and name not in BASE_COLUMNS:
-                dimensions.append(name)
-    rows = [
-        (
-            f.control.id,
-            f.control.title,
-            f.control.severity,
-            f.status,
-            f.reason,
-            f.resource,
-            f.account_id,
-            f.region,
-            *(f.dimensions.get(name) for name in dimensions),
+@dataclass(frozen=True)
+class Output:
+    """Where one format of the report goes."""
+
+    fmt: str
+    out: TextIO
+    colour: bool = False
+
+
+@dataclass(frozen=True)
+class CheckResult:
+    counts: dict[str, int]  # total and each status
+    run: SnapshotRun
+
+
+# --- the streaming check -----------------------------------------------------------------
+
+
+def run_check(connection: apsw.Connection, controls: Sequence[Control], outputs: Sequence[Output]) -> CheckResult:
+    """Run ``controls`` on the snapshot and write their findings to every output.
+
+    Formats in control order (all but ``table``) get each finding as SQLite produces it, in
+    one pass. The grouped table needs the controls worst first, so every control's counts,
+    before its first line, and each control's rows worst first: it is written in a second
+    pass, ordered by SQLite (see :func:`bedrock_sql.controls.worst_first`). Re-running the
+    SQL is simpler than spilling findings to a file of our own (to create private, fill
+    and always remove), and it is sound: a snapshot is never written in place (collect
+    renames a new file over it; this connection keeps reading the file it opened), so both
+    passes see the same rows. With the table alone, the first pass only counts, in SQL.
+    """
+    run = snapshot_run(connection)
+    if run is None:
+        raise UserError(
+            "the snapshot records no collect run (bedrock_sql_runs is empty), so its findings cannot be "
+            "dated: run bedrock-sql collect"
         )
-        for f in findings
-    ]
-    return [*BASE_COLUMNS, *dimensions], rows
+    prepared = [prepare_control(connection, control) for control in controls]
+    columns = flat_columns(name for p in prepared for name in p.columns)
+    in_order = [_writer(output, columns, run) for output in outputs if output.fmt != "table"]
+    per_control: dict[str, dict[str, int]] = {}
+    for item in prepared:
+        if in_order:
+            counts = new_counts()
+            for finding in iter_findings(connection, item, run):
+                counts["total"] += 1
+                counts[finding.status] += 1
+                for writer in in_order:
+                    writer.write(finding)
+        else:
+            counts = status_counts(connection, item)
+        per_control[item.control.id] = counts
+    for writer in in_order:
+        writer.close()
+
+    by_id = {item.control.id: item for item in prepared}
+    for output in outputs:
+        if output.fmt == "table":
+            _write_grouped(
+                [(item.control, per_control[item.control.id]) for item in prepared],
+                lambda control: worst_first(connection, by_id[control.id], run),
+                output.out,
+                output.colour,
+            )
+    total = new_counts()
+    for counts in per_control.values():
+        for name, count in counts.items():
+            total[name] += count
+    return CheckResult(total, run)
+
+
+@contextmanager
+def export_files(exports: Sequence[tuple[str, str]]) -> Iterator[list[Output]]:
+    """Outputs for ``--export`` (path, format) pairs, each moved into place only once the
+    whole check has succeeded.
+
+    Each is written to a temporary file beside its target (created 0600, like the snapshot:
+    findings map the estate's models and keys), so a check that fails half-way leaves no
+    half-written export and an earlier export whole.
+    """
+    staged: list[tuple[Path, Path, _ExportFile]] = []
+    try:
+        for path, _fmt in exports:
+            target = Path(path)
+            try:
+                fd, partial = tempfile.mkstemp(dir=target.absolute().parent, prefix=f".{target.name}.", suffix=".partial")
+            except OSError as exc:
+                raise UserError(f"--export {path}: {exc.strerror}") from None
+            staged.append((target, Path(partial), _ExportFile(path, open(fd, "w", encoding="utf-8", newline=""))))
+        yield [Output(fmt, handle) for (_, _, handle), (_, fmt) in zip(staged, exports)]
+        for target, partial, handle in staged:
+            handle.close()
+            try:
+                os.replace(partial, target)
+            except OSError as exc:
+                raise UserError(f"--export {target}: {exc.strerror}") from None
+    finally:
+        for _, partial, handle in staged:
+            handle.discard()
+            partial.unlink(missing_ok=True)
+
+
+class _ExportFile:
+    """A text file whose write errors (a full disk, say) are one line naming the export."""
+
+    def __init__(self, path: str, handle: TextIO):
+        self.path = path
+        self.handle = handle
+
+    def write(self, text: str) -> int:
+        try:
+            return self.handle.write(text)
+        except OSError as exc:
+            raise UserError(f"--export {self.path}: {exc.strerror}") from None
+
+    def close(self) -> None:
+        try:
+            self.handle.close()
+        except OSError as exc:
+            raise UserError(f"--export {self.path}: {exc.strerror}") from None
+
+    def discard(self) -> None:
+        try:
+            self.handle.close()
+        except OSError:
+            pass  # already failing: the partial file is removed
+
+
+# --- summaries ----------------------------------------------------------------------------
+
+
+def status_summary(counts: Mapping[str, int], run: SnapshotRun | None) -> str:
+    """The summary line: the count of each status, and the collect run it judged."""
+    text = "Summary: " + ", ".join(f"{name} {counts[name]}" for name in ("total", *STATUSES))
+    return text + (f"; snapshot collected {run.collected_at}, run {run.run_id}" if run else "")
+
+
+def summary_line(findings: Sequence[Finding]) -> str:
+    return status_summary(summarize(findings), _run_of(findings))
 
 
 def control_summary_rows(findings: Sequence[Finding], controls: Sequence[Control]) -> list[tuple]:
@@ -78,29 +220,109 @@ def control_summary_rows(findings: Sequence[Finding], controls: Sequence[Control
     return rows
 
 
-def summary_line(findings: Sequence[Finding]) -> str:
-    counts = summarize(findings)
-    return "Summary: " + ", ".join(f"{name} {counts[name]}" for name in ("total", *STATUSES))
+def _run_of(findings: Iterable[Finding]) -> SnapshotRun | None:
+    for finding in findings:
+        if finding.run_id and finding.collected_at:
+            return SnapshotRun(finding.run_id, finding.collected_at)
+    return None
+
+
+# --- findings held in a list (the demo) -----------------------------------------------------
 
 
 def write_report(
     findings: Sequence[Finding], controls: Sequence[Control], fmt: str, out: TextIO, *, colour: bool = False
 ) -> None:
-    """Write ``findings`` in ``fmt`` to ``out`` (no summary: see :func:`summary_line`)."""
-    if fmt == "table":
-        _write_grouped(findings, controls, out, colour)
-    elif fmt == "brief":
-        _write_brief(findings, out, colour)
-    elif fmt in ("asff", "ocsf"):
-        from .findings import to_asff, to_ocsf
+    """Write ``findings`` in ``fmt`` to ``out`` (no summary: see :func:`summary_line`).
 
-        now = datetime.now(timezone.utc)
-        documents = to_asff(findings, generated_at=now) if fmt == "asff" else to_ocsf(findings, generated_at=now)
-        json.dump(documents, out, indent=2)
-        out.write("\n")
-    else:
-        columns, rows = finding_rows(findings)
-        render(columns, rows, fmt, out)
+    For findings already in memory; ``check`` streams through :func:`run_check` instead.
+    """
+    if fmt == "table":
+        by_control: dict[str, list[Finding]] = {c.id: [] for c in controls}
+        for finding in findings:
+            by_control.setdefault(finding.control.id, []).append(finding)
+        _write_grouped(
+            [(c, summarize(by_control[c.id])) for c in controls],
+            lambda control: sorted(by_control[control.id], key=lambda f: STATUS_ORDER.index(f.status)),
+            out,
+            colour,
+        )
+        return
+    writer = _writer(Output(fmt, out, colour), flat_columns(n for f in findings for n in f.dimensions), _run_of(findings))
+    for finding in findings:
+        writer.write(finding)
+    writer.close()
+
+
+# --- formats ---------------------------------------------------------------------------------
+
+
+def flat_columns(dimensions: Iterable[str]) -> list[str]:
+    """Flat rows (Powerpipe-like): the base columns, the evidence columns, then every extra
+    dimension of the controls, in the order they first appear."""
+    taken = {*BASE_COLUMNS, *EVIDENCE_COLUMNS}
+    return [*BASE_COLUMNS, *EVIDENCE_COLUMNS, *(name for name in dict.fromkeys(dimensions) if name not in taken)]
+
+
+def _writer(output: Output, columns: list[str], run: SnapshotRun | None):
+    if output.fmt == "brief":
+        return _Brief(output.out, output.colour)
+    if output.fmt in ("asff", "ocsf"):
+        from .findings import asff_finding, ocsf_event
+
+        return _JsonArray(output.out, asff_finding if output.fmt == "asff" else ocsf_event)
+    if output.fmt == "markdown" and run:
+        output.out.write(f"Findings of the snapshot collected {run.collected_at} (run {run.run_id}).\n\n")
+    return _FlatRows(output.fmt, output.out, columns)
+
+
+class _FlatRows:
+    def __init__(self, fmt: str, out: TextIO, columns: list[str]):
+        self.writer = row_writer(fmt, columns, out)
+        self.dimensions = columns[len(BASE_COLUMNS) + len(EVIDENCE_COLUMNS):]
+
+    def write(self, f: Finding) -> None:
+        self.writer.write((
+            f.control.id, f.control.title, f.control.severity, f.status, f.reason, f.resource, f.account_id, f.region,
+            f.collected_at, f.run_id,
+            *(f.dimensions.get(name) for name in self.dimensions),
+        ))
+
+    def close(self) -> None:
+        self.writer.close()
+
+
+class _JsonArray:
+    """One JSON array, written element by element; the text is what ``json.dump(list,
+    indent=2)`` would give."""
+
+    def __init__(self, out: TextIO, convert: Callable[[Finding], dict]):
+        self.out = out
+        self.convert = convert
+        self.count = 0
+
+    def write(self, finding: Finding) -> None:
+        document = json.dumps(self.convert(finding), indent=2, ensure_ascii=False)
+        self.out.write(("[\n" if not self.count else ",\n") + textwrap.indent(document, "  "))
+        self.count += 1
+
+    def close(self) -> None:
+        self.out.write("\n]\n" if self.count else "[]\n")
+
+
+class _Brief:
+    """Only what needs attention: one line per alarm or error."""
+
+    def __init__(self, out: TextIO, colour: bool):
+        self.out = out
+        self.colour = colour
+
+    def write(self, f: Finding) -> None:
+        if f.status in ("alarm", "error"):
+            self.out.write(f"{_status(f.status, self.colour):5}  {f.control.id}  {f.resource}  {f.reason}\n")
+
+    def close(self) -> None:
+        pass
 
 
 def _status(status: str, colour: bool) -> str:
@@ -108,34 +330,30 @@ def _status(status: str, colour: bool) -> str:
     return click.style(label, fg=STATUS_COLOURS[status], bold=status in ("alarm", "error")) if colour else label
 
 
-def _write_grouped(findings: Sequence[Finding], controls: Sequence[Control], out: TextIO, colour: bool) -> None:
-    by_control: dict[str, list[Finding]] = {c.id: [] for c in controls}
-    for finding in findings:
-        by_control.setdefault(finding.control.id, []).append(finding)
-    def worst_first(control: Control) -> tuple:
-        statuses = {f.status for f in by_control.get(control.id, [])}
+def _write_grouped(
+    controls: list[tuple[Control, Mapping[str, int]]],
+    rows_of: Callable[[Control], Iterable[Finding]],
+    out: TextIO,
+    colour: bool,
+) -> None:
+    """One section per control, worst first; in each, its findings worst first."""
+
+    def worst(item: tuple[Control, Mapping[str, int]]) -> tuple:
+        control, counts = item
         return (
-            min((STATUS_ORDER.index(s) for s in statuses), default=len(STATUS_ORDER)),
+            min((STATUS_ORDER.index(s) for s in STATUSES if counts[s]), default=len(STATUS_ORDER)),
             SEVERITIES.index(control.severity),
             control.id,
         )
 
-    for control in sorted(controls, key=worst_first):
-        results = by_control.get(control.id, [])
-        counts = summarize(results)
+    for control, counts in sorted(controls, key=worst):
         heading = f"{control.id} [{control.severity}] {control.title}"
         out.write((click.style(heading, bold=True) if colour else heading) + "\n")
         out.write(
-            "  " + ", ".join(f"{counts[s]} {s}" for s in STATUSES if counts[s]) + ("\n" if results else "no resources\n")
+            "  " + ", ".join(f"{counts[s]} {s}" for s in STATUSES if counts[s])
+            + ("\n" if counts["total"] else "no resources\n")
         )
-        if results:
-            worst_first = sorted(results, key=lambda f: STATUS_ORDER.index(f.status))
-            rows = [(_status(f.status, colour), f.resource, f.reason, f.account_id, f.region) for f in worst_first]
-            render(["status", "resource", "reason", "account_id", "region"], rows, "table", out)
+        if counts["total"]:
+            rows = ((_status(f.status, colour), f.resource, f.reason, f.account_id, f.region) for f in rows_of(control))
+            render(GROUPED_COLUMNS, rows, "table", out)
         out.write("\n")
-
-
-def _write_brief(findings: Sequence[Finding], out: TextIO, colour: bool) -> None:
-    for f in findings:
-        if f.status in ("alarm", "error"):
-            out.write(f"{_status(f.status, colour):5}  {f.control.id}  {f.resource}  {f.reason}\n")

@@ -1,7 +1,9 @@
 """The snapshot: one SQLite file, written atomically by the collector, read-only to queries.
 
-Layout: one plain table per provider (typed columns, indexes on the join keys), plus
-``bedrock_sql_errors`` (every AWS failure that cost data) and ``bedrock_sql_runs``.
+Layout: one plain table per provider (typed columns, one row per key -- a UNIQUE index --,
+indexes on the join keys), plus ``bedrock_sql_errors`` (every AWS failure that cost data: a
+resource that could not be read is an error there, never missing) and ``bedrock_sql_runs``
+(whose notes name resources deleted between list and get, and duplicates dropped).
 """
 
 from __future__ import annotations
@@ -11,7 +13,7 @@ import json
 import os
 import socket
 import uuid
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from datetime import datetime, timezone
 from pathlib import Path
 from typing import Callable
@@ -26,6 +28,7 @@ from .engine import ERROR_COLUMNS, Engine, ErrorLog, ErrorRecord
 from .errors import UserError
 from .providers import TABLES
 from .providers.base import TEXT, Column, Table, iso_utc
+from .snapshot_file import check_replaceable, mark_as_snapshot
 from .vtable import register
 
 ERRORS_TABLE = "bedrock_sql_errors"
@@ -106,6 +109,15 @@ def _remove_stale_partials(target: Path) -> None:
             pass  # alive, someone else's
 
 
+def _stamp(partial: Path, target: Path) -> None:
+    """Mark the partial file as a bedrock-sql snapshot (see :mod:`bedrock_sql.snapshot_file`)."""
+    try:
+        mark_as_snapshot(partial)
+    except apsw.Error as exc:
+        partial.unlink(missing_ok=True)
+        raise UserError(f"cannot write a snapshot at {target}: {_sqlite_message(exc)}") from None
+
+
 def collect(
     scope: Scope,
     db_path: str | os.PathLike,
@@ -113,22 +125,26 @@ def collect(
     max_workers: int = 16,
     tables: dict[str, Table] = TABLES,
     on_unit_done: Callable[[str, Unit], None] | None = None,
+    force: bool = False,
 ) -> CollectResult:
     """Collect every table from ``scope`` into a new snapshot at ``db_path``.
 
     The new snapshot is written to a partial file beside the target (created 0600: it maps
     an estate's keys and models) and renamed over it only once complete, so an interrupted
-    or killed collect leaves the previous snapshot whole.
+    or killed collect leaves the previous snapshot whole. An existing ``db_path`` that is
+    not a bedrock-sql snapshot is refused (:class:`UserError`) unless ``force``.
     """
     target = Path(db_path).absolute()
     if not target.parent.is_dir():
         raise UserError(f"cannot write a snapshot at {target}: no directory {target.parent}")
+    check_replaceable(db_path, force=force)
     _remove_stale_partials(target)
     partial = _partial_path(target)
     try:
         os.close(os.open(partial, os.O_CREAT | os.O_EXCL | os.O_WRONLY, 0o600))
     except OSError as exc:
         raise UserError(f"cannot write a snapshot at {target}: {exc.strerror}") from None
+    _stamp(partial, target)
 
     errors = ErrorLog()
     # Accounts that could not be reached: one row per table and region, as a failed listing.
@@ -144,9 +160,8 @@ def collect(
         counts: dict[str, int] = {}
         with connection:
             for table in tables.values():
-                connection.execute(table.create_sql(f"snapshot.{table.name}"))
-                connection.execute(f"INSERT INTO snapshot.{table.name} SELECT * FROM main.{table.name}")
-                counts[table.name] = connection.changes()
+                counts[table.name] = _copy_table(connection, table)
+            notes = [*scope.notes, *_run_notes(engine, tables, counts)]
             for name, (_, columns) in META_TABLES.items():
                 connection.execute(_create_sql(f"snapshot.{name}", columns))
             records = errors.records()
@@ -166,11 +181,13 @@ def collect(
                     json.dumps(scope.regions),
                     __version__,
                     api_calls,
-                    json.dumps(scope.notes),
+                    json.dumps(notes, ensure_ascii=False),
                 ),
             )
             for table in tables.values():
                 for column in table.indexes:
+                    if (column,) == table.key:
+                        continue  # its UNIQUE index serves the joins
                     connection.execute(
                         f"CREATE INDEX snapshot.idx_{table.name}_{column} ON {table.name}({column})"
                     )
@@ -186,7 +203,37 @@ def collect(
         partial.unlink(missing_ok=True)
         raise
     engine.close()
-    return CollectResult(target, counts, records, scope, api_calls)
+    # The summary prints the scope's notes: the run's own (duplicates, vanished) join them.
+    return CollectResult(target, counts, records, replace(scope, notes=notes), api_calls)
+
+
+def _copy_table(connection: apsw.Connection, table: Table) -> int:
+    """Create ``table`` in the snapshot, one row per key, and fill it from the live table.
+
+    The UNIQUE index exists before the first row, so a resource AWS answers twice (listed on
+    two pages while the listing moved) is stored once: the first row is kept, and the count
+    of dropped duplicates goes to the run's notes (:func:`_run_notes`). Returns the rows stored.
+    """
+    connection.execute(table.create_sql(f"snapshot.{table.name}"))
+    columns = ", ".join(f'"{c}"' for c in table.key)
+    connection.execute(f"CREATE UNIQUE INDEX snapshot.key_{table.name} ON {table.name}({columns})")
+    connection.execute(f"INSERT OR IGNORE INTO snapshot.{table.name} SELECT * FROM main.{table.name}")
+    return connection.changes()
+
+
+def _run_notes(engine: Engine, tables: dict[str, Table], counts: dict[str, int]) -> list[str]:
+    """What the run found worth telling beside its rows: resources listed but deleted before
+    their details were read, and duplicate answers dropped (never silent)."""
+    notes = []
+    for name, resources in sorted(engine.vanished.items()):
+        shown = ", ".join(sorted(resources)[:10]) + (f" and {len(resources) - 10} more" if len(resources) > 10 else "")
+        notes.append(f"{name}: {len(resources)} resource(s) listed but gone before their details were read: {shown}")
+    for name, stored in counts.items():
+        dropped = engine.rows_streamed[name] - stored
+        if dropped > 0:
+            key = ", ".join(tables[name].key)
+            notes.append(f"{name}: {dropped} duplicate row(s) answered by AWS were dropped (one row per {key} is kept)")
+    return notes
 
 
 def _fsync(path: Path) -> None:
@@ -243,7 +290,9 @@ def open_snapshot(db_path: str | os.PathLike) -> apsw.Connection:
     """Open a snapshot read-only, or raise :class:`UserError` saying what to do."""
     path = Path(db_path)
     if not path.is_file():
-        raise UserError(f"no snapshot at {path}: run bedrock-sql collect")
+        from .demo import missing_snapshot_hint  # here: demo imports this module
+
+        raise UserError(f"no snapshot at {path}: run bedrock-sql collect{missing_snapshot_hint(path)}")
     uri = f"file:{quote(str(path.absolute()))}?mode=ro"
     try:
         connection = apsw.Connection(uri, flags=apsw.SQLITE_OPEN_READONLY | apsw.SQLITE_OPEN_URI)

@@ -1,7 +1,11 @@
-"""Running an analyst's SQL: one statement, read-only, on the snapshot or live on AWS."""
+"""Running an analyst's SQL: one statement, read-only, on the snapshot or live on AWS, stopped
+by Ctrl-C or a timeout (:class:`StatementGuard`)."""
 
 from __future__ import annotations
 
+import signal
+import threading
+import weakref
 from contextlib import contextmanager
 from dataclasses import dataclass
 from typing import Iterator
@@ -29,29 +33,43 @@ def run_query(connection: apsw.Connection, sql: str, bindings=None) -> Result:
 
     Bad SQL and refused writes become :class:`UserError` with SQLite's own words.
     """
-    if not sql.strip():
+    if not _has_statement(sql):  # blank, or only comments
         raise UserError("no SQL given")
     try:
         details = apsw.ext.query_info(connection, sql, bindings)
-    except apsw.AuthError:
-        raise UserError("the snapshot is read-only: only SELECT (and reading PRAGMAs) is allowed") from None
     except apsw.Error as exc:
-        raise UserError(f"SQL error: {sql_message(exc)}") from None
+        raise _sql_error(exc) from None
     if details.query_remaining and _has_statement(details.query_remaining):
         raise UserError("give one SQL statement at a time")
     columns = [name for name, _type in (details.description or ())]
+    guard = _GUARDS.get(connection)
+    timed = guard is not None and guard.start()
     try:
         cursor = connection.execute(details.first_query, bindings)
-    except apsw.Error as exc:
-        raise UserError(f"SQL error: {sql_message(exc)}") from None
-    return Result(columns, _rows(cursor))
+    except BaseException as exc:
+        if timed:
+            guard.stop()
+        if isinstance(exc, apsw.Error):
+            raise _sql_error(exc) from None
+        raise
+    return Result(columns, _rows(cursor, guard if timed else None))
 
 
-def _rows(cursor) -> Iterator[tuple]:
+def _rows(cursor, timed_by: StatementGuard | None) -> Iterator[tuple]:
     try:
         yield from cursor
     except apsw.Error as exc:  # e.g. a runtime error half-way through (bad json, ...)
-        raise UserError(f"SQL error: {sql_message(exc)}") from None
+        raise _sql_error(exc) from None
+    finally:  # the statement is over (all read, or abandoned): its clock stops
+        if timed_by is not None:
+            timed_by.stop()
+
+
+def _sql_error(exc: apsw.Error) -> UserError:
+    if isinstance(exc, apsw.AuthError):
+        # Refused at prepare, or while running (VACUUM INTO attaches its target then).
+        return UserError("queries are read-only: only SELECT (and reading PRAGMAs) is allowed")
+    return UserError(f"SQL error: {sql_message(exc)}")
 
 
 def _has_statement(text: str) -> bool:
@@ -82,29 +100,143 @@ def sql_message(exc: apsw.Error) -> str:
     return text[len(prefix):] if text.startswith(prefix) else text
 
 
+# --- stopping a statement: Ctrl-C and --timeout ----------------------------------------------
+
+# SQLite virtual-machine steps between two checkpoints of a StatementGuard: a fraction of a
+# millisecond of work, so Ctrl-C and --timeout act at once; the cost is within the noise of
+# a heavy query (benchmarks/bench_statement_guard.py).
+CHECKPOINT_STEPS = 10_000
+
+_GUARDS: weakref.WeakKeyDictionary[apsw.Connection, StatementGuard] = weakref.WeakKeyDictionary()
+
+
+class StatementTimeout(UserError):
+    """A statement ran longer than ``--timeout``."""
+
+
+def checked_timeout(seconds: float | None) -> float | None:
+    """``seconds`` if it can time a statement (None: no timeout), else :class:`UserError`."""
+    if seconds is not None and not 0 < seconds <= threading.TIMEOUT_MAX:  # NaN fails too
+        raise UserError(f"--timeout must be more than 0 and at most {threading.TIMEOUT_MAX:.0f} seconds, not {seconds:g}")
+    return seconds
+
+
+class StatementGuard:
+    """Makes the statements of one connection stop on Ctrl-C, and after ``timeout`` seconds each.
+
+    SQLite runs a statement in C with the GIL released, and Python runs its SIGINT handler
+    (the one raising KeyboardInterrupt) only when it next executes Python code -- after the
+    statement, however long it takes. So a progress handler calls back into Python every
+    ``CHECKPOINT_STEPS`` steps: a pending Ctrl-C is raised there, or :class:`StatementTimeout`
+    once the timer thread has said time is up, and the exception aborts the statement.
+
+    A live statement also waits outside SQLite, in Python, for AWS answers (the virtual
+    tables' row queue). Ctrl-C interrupts that wait by itself; for the timeout the timer
+    sends SIGALRM to the main thread, whose handler raises there too. (No interval timer:
+    ``ITIMER_REAL`` may belong to someone else, pytest-timeout for one, and an alarm that is
+    not ours goes to the handler we replaced. Off the main thread, or without
+    ``pthread_kill``, the timeout acts at the checkpoints only.)
+
+    :func:`run_query` starts the clock when it runs a statement and stops it when the rows
+    are all read or abandoned.
+    """
+
+    def __init__(self, connection: apsw.Connection, timeout: float | None = None):
+        self.timeout = checked_timeout(timeout)
+        self._time_is_up = threading.Event()
+        self._timer: threading.Timer | None = None
+        self._alarm_handler_replaced = False
+        self._previous_alarm_handler = None
+        connection.set_progress_handler(self._checkpoint, CHECKPOINT_STEPS)
+        _GUARDS[connection] = self
+
+    def start(self) -> bool:
+        """Start the statement's clock; False when there is none (or it already runs)."""
+        if self.timeout is None or self._timer is not None:
+            return False
+        self._time_is_up.clear()
+        if hasattr(signal, "pthread_kill") and threading.current_thread() is threading.main_thread():
+            self._previous_alarm_handler = signal.signal(signal.SIGALRM, self._on_alarm)
+            self._alarm_handler_replaced = True
+        self._timer = threading.Timer(self.timeout, self._time_up)
+        self._timer.daemon = True
+        self._timer.start()
+        return True
+
+    def stop(self) -> None:
+        timer, self._timer = self._timer, None
+        if timer is None:
+            return
+        timer.cancel()
+        timer.join()  # after this no alarm of ours can come
+        if self._alarm_handler_replaced:
+            # signal.signal runs a pending alarm's handler (ours, now a no-op) before it swaps.
+            previous = self._previous_alarm_handler
+            signal.signal(signal.SIGALRM, previous if previous is not None else signal.SIG_DFL)
+            self._alarm_handler_replaced = False
+
+    def _time_up(self) -> None:  # in the timer's thread
+        self._time_is_up.set()
+        if self._alarm_handler_replaced:
+            signal.pthread_kill(threading.main_thread().ident, signal.SIGALRM)
+
+    def _checkpoint(self) -> bool:
+        # Merely running Python code here lets a pending Ctrl-C raise KeyboardInterrupt.
+        if self._time_is_up.is_set():
+            self._expire()
+        return False
+
+    def _on_alarm(self, signum, frame) -> None:
+        if self._time_is_up.is_set():
+            self._expire()
+        elif callable(self._previous_alarm_handler):  # somebody else's alarm
+            self._previous_alarm_handler(signum, frame)
+
+    def _expire(self) -> None:
+        if self._timer is None:  # the statement ended meanwhile
+            return
+        self.stop()
+        raise StatementTimeout(
+            f"query stopped after {self.timeout:g}s (--timeout {self.timeout:g}); any output before this is incomplete"
+        )
+
+
 @contextmanager
-def snapshot_connection(db_path) -> Iterator[apsw.Connection]:
+def snapshot_connection(db_path, *, timeout: float | None = None) -> Iterator[apsw.Connection]:
+    """The snapshot, read-only; each statement stops on Ctrl-C, and after ``timeout`` seconds."""
     connection = open_snapshot(db_path)
+    guard = StatementGuard(connection, timeout)
     try:
         yield connection
     finally:
+        guard.stop()
         connection.close()
 
 
 @contextmanager
-def live_connection(options: AwsOptions, errors: ErrorLog) -> Iterator[apsw.Connection]:
-    """A connection whose tables answer from AWS through the virtual tables."""
+def live_connection(
+    options: AwsOptions, errors: ErrorLog, *, timeout: float | None = None
+) -> Iterator[apsw.Connection]:
+    """A connection whose tables answer from AWS through the virtual tables.
+
+    Read-only like the snapshot (no ATTACH or VACUUM INTO can write a file), and guarded
+    the same way: Ctrl-C or ``timeout`` stops the statement and the AWS work behind it.
+    """
     scope = resolve_scope(options)
     record_failed_accounts(scope, errors, TABLES)  # accounts that could not be reached
     engine = Engine(scope, errors, max_workers=options.max_workers)
     connection = apsw.Connection(":memory:")
     register(connection, engine, TABLES)
     connection.authorizer = _read_only_authorizer
+    guard = StatementGuard(connection, timeout)
     try:
         yield connection
     except BaseException:
+        # Ctrl-C, --timeout or an error: give up the queued calls and backoffs now, and do
+        # not wait for calls in flight (the CLI exits without them).
         engine.interrupt()
         raise
     finally:
+        guard.stop()
         connection.close()
-        engine.close()
+    engine.close()

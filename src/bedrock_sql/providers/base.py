@@ -83,11 +83,15 @@ class Table:
     - ``list_items(api, params)`` yields summaries for one unit, ``params`` being the
       API parameters built from ``list_filters``;
     - ``hydrate_item(api, summary)`` turns one summary into the detailed item (one get
-      per item, run concurrently by the engine); None when the summary is all there is;
-      it returns None when the resource vanished between list and get;
+      per item, run concurrently by the engine); None when the summary is all there is.
+      It returns None only for a genuine not-found (the resource was deleted between list
+      and get: the collector notes it); any other failure raises ApiError, and the item
+      keeps its listed row with an error against it;
     - ``get_item(api, key)`` returns one detailed item, or None when not found: it answers
       ``WHERE <one of get_columns> = ...`` without listing anything. A key that is an ARN
       is routed to the unit of that ARN's account and region.
+    - ``key``: the columns that identify a row; the snapshot keeps one row per key (a
+      duplicate is dropped and counted in the run's notes, never stored twice).
     """
 
     name: str
@@ -103,6 +107,14 @@ class Table:
     hydrate_concurrency: int = 5  # detail calls in flight per unit (Bedrock's get quotas are low)
     title: Callable[[Item], Any] | str | None = None
     arn: str | None = None  # column holding the resource ARN (feeds akas)
+    key: tuple[str, ...] = ()  # one snapshot row per key (a UNIQUE index); default: (arn,)
+
+    def __post_init__(self) -> None:
+        if not self.key and self.arn:
+            object.__setattr__(self, "key", (self.arn,))
+        unknown = [c for c in self.key if c not in self.column_names]
+        if unknown:  # SQLite would read an unknown "column" as a string: one row in all
+            raise ValueError(f"{self.name}: key column(s) {unknown} are not columns of the table")
 
     @property
     def all_columns(self) -> list[Column]:
@@ -159,7 +171,8 @@ def _column_value(table: Table, name: str, item: Item) -> Any:
 def to_sql(value: Any) -> Any:
     """Convert an API value to what the snapshot stores.
 
-    Timestamps become ISO-8601 UTC text, dicts and lists JSON text, booleans 0/1.
+    Timestamps become ISO-8601 UTC text, dicts and lists JSON text (real UTF-8, not
+    ``\\u00e9`` escapes), booleans 0/1.
     """
     if value is None or isinstance(value, (str, int, float)) and not isinstance(value, bool):
         return value
@@ -168,7 +181,7 @@ def to_sql(value: Any) -> Any:
     if isinstance(value, datetime):
         return iso_utc(value)
     if isinstance(value, (dict, list, tuple)):
-        return json.dumps(value, default=_json_default, sort_keys=True, separators=(",", ":"))
+        return json.dumps(value, default=_json_default, sort_keys=True, separators=(",", ":"), ensure_ascii=False)
     return str(value)
 
 

@@ -13,7 +13,7 @@ from .bedrock import get_with_tags
 
 
 def list_custom_models(api: UnitApi, params: dict):
-    return api.paginate("bedrock", "list_custom_models", "modelSummaries", **params)
+    return api.paginate("bedrock", "list_custom_models", **params)
 
 
 def get_custom_model(api: UnitApi, identifier: str):

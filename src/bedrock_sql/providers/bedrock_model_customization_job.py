@@ -13,9 +13,7 @@ from .bedrock import get_with_tags
 
 
 def list_jobs(api: UnitApi, params: dict):
-    return api.paginate(
-        "bedrock", "list_model_customization_jobs", "modelCustomizationJobSummaries", **params
-    )
+    return api.paginate("bedrock", "list_model_customization_jobs", **params)
 
 
 def get_job(api: UnitApi, identifier: str):

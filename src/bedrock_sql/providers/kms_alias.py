@@ -29,19 +29,20 @@ def region_aliases(api: UnitApi, table: str) -> list[dict]:
     last listing of this unit, or one paginated ListAliases (then handed over in turn)."""
     owner = getattr(api, "factory", None)
     if owner is None:
-        return list(api.paginate("kms", "list_aliases", "Aliases"))
+        return list(api.paginate("kms", "list_aliases"))
     unit = (api.account_id, api.region)
     with _handoff_lock:
         handed = _handoff.get(owner, {}).pop((table, *unit), None)
     if handed is not None:
         return handed
-    aliases = list(api.paginate("kms", "list_aliases", "Aliases"))
+    aliases = list(api.paginate("kms", "list_aliases"))
     other = ALIAS_TABLE if table == KEY_TABLE else KEY_TABLE
     with _handoff_lock:
         _handoff.setdefault(owner, {})[(other, *unit)] = aliases
     return aliases
 
-# What ListAliases answers when the KeyId filter names no key of this region.
+# What ListAliases answers when the KeyId filter names no key of this region (an id unknown
+# here, or the ARN of a key in another region): provably no alias of this region targets it.
 NO_SUCH_KEY = {"NotFoundException", "InvalidArnException"}
 
 
@@ -50,7 +51,7 @@ def list_aliases(api: UnitApi, params: dict):
         yield from region_aliases(api, ALIAS_TABLE)
         return
     try:
-        yield from api.paginate("kms", "list_aliases", "Aliases", **params)
+        yield from api.paginate("kms", "list_aliases", **params)
     except ApiError as exc:
         # `WHERE target_key_id = ?` is asked of every region; a region without that key
         # has no aliases for it. That is an empty answer, not a failure to record.

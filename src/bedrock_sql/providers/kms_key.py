@@ -15,8 +15,11 @@ from .base import INTEGER, TEXT, Column, Table, tags_to_dict
 from .kms_alias import KEY_TABLE, region_aliases
 
 NOT_FOUND = {"NotFoundException"}
-# Rotation does not apply to these keys (asymmetric, HMAC, imported, external, pending deletion).
+# Automatic rotation applies to symmetric keys whose material KMS generated, in a state that
+# allows it. For another key, GetKeyRotationStatus answering one of these means "does not
+# apply" (key_rotation_enabled NULL); for a rotatable key it is an error like any other.
 ROTATION_NOT_APPLICABLE = {"UnsupportedOperationException", "KMSInvalidStateException"}
+ROTATABLE_STATES = {"Enabled", "Disabled"}
 
 
 def list_keys(api: UnitApi, params: dict):
@@ -24,7 +27,7 @@ def list_keys(api: UnitApi, params: dict):
     for alias in region_aliases(api, KEY_TABLE):  # one ListAliases serves aws_kms_alias too
         if alias.get("TargetKeyId"):
             aliases[alias["TargetKeyId"]].append(alias["AliasName"])
-    for key in api.paginate("kms", "list_keys", "Keys", **params):
+    for key in api.paginate("kms", "list_keys", **params):
         # ListKeys names the ARN KeyArn, DescribeKey Arn: give the summary the column's
         # field, so a key whose DescribeKey fails keeps its arn (and its error its resource).
         yield {**key, "Arn": key.get("KeyArn"), "aliases": sorted(aliases.get(key["KeyId"], []))}
@@ -33,24 +36,27 @@ def list_keys(api: UnitApi, params: dict):
 def describe_key(api: UnitApi, key_id: str):
     """DescribeKey, plus rotation, policy and tags for a customer-managed key."""
     try:
-        meta = api.call("kms", "describe_key", KeyId=key_id)["KeyMetadata"]
+        meta = api.call("kms", "describe_key", KeyId=key_id, require=("KeyMetadata.KeyId", "KeyMetadata.Arn"))
     except ApiError as exc:
-        if exc.code in NOT_FOUND:
+        if exc.code in NOT_FOUND:  # deleted between list and get, or no such key here
             return None
         raise
+    meta = meta["KeyMetadata"]
     item = dict(meta)
     arn = meta["Arn"]
     if meta.get("KeyManager") == "CUSTOMER":
-        item["rotation"] = _rotation(api, meta["KeyId"], arn)
+        item["rotation"] = _rotation(api, meta, arn)
         item["policy"] = api.optional(
             lambda: json.loads(
-                api.call("kms", "get_key_policy", KeyId=meta["KeyId"], PolicyName="default")["Policy"]
+                api.call("kms", "get_key_policy", KeyId=meta["KeyId"], PolicyName="default", require=("Policy",))[
+                    "Policy"
+                ]
             ),
             resource=arn,
         )
         item["tags"] = api.optional(
             lambda: tags_to_dict(
-                list(api.paginate("kms", "list_resource_tags", "Tags", KeyId=meta["KeyId"])),
+                list(api.paginate("kms", "list_resource_tags", KeyId=meta["KeyId"])),
                 key="TagKey",
                 value="TagValue",
             ),
@@ -59,21 +65,36 @@ def describe_key(api: UnitApi, key_id: str):
     return item
 
 
-def _rotation(api: UnitApi, key_id: str, arn: str):
+def _rotation(api: UnitApi, meta: dict, arn: str):
+    """Whether automatic rotation is on; None where it does not apply or could not be read
+    (then the failure is recorded against the key)."""
     try:
-        return api.call("kms", "get_key_rotation_status", KeyId=key_id).get("KeyRotationEnabled")
+        return api.call(
+            "kms", "get_key_rotation_status", KeyId=meta["KeyId"], require=("KeyRotationEnabled",)
+        )["KeyRotationEnabled"]
     except ApiError as exc:
-        if exc.code in ROTATION_NOT_APPLICABLE:
+        if exc.code in ROTATION_NOT_APPLICABLE and not _rotatable(meta):
             return None
         api.record(exc, resource=arn)
         return None
 
 
+def _rotatable(meta: dict) -> bool:
+    return (
+        meta.get("KeySpec", "SYMMETRIC_DEFAULT") == "SYMMETRIC_DEFAULT"
+        and meta.get("Origin", "AWS_KMS") == "AWS_KMS"
+        and meta.get("KeyState") in ROTATABLE_STATES
+    )
+
+
 def get_key(api: UnitApi, key_id: str):
     item = describe_key(api, key_id)
     if item is not None:
-        names = api.paginate("kms", "list_aliases", "Aliases", KeyId=item["KeyId"])
-        item["aliases"] = sorted(a["AliasName"] for a in names)
+        # The key's own aliases (a get lists no region): losing them costs only that column.
+        item["aliases"] = api.optional(
+            lambda: sorted(a["AliasName"] for a in api.paginate("kms", "list_aliases", KeyId=item["KeyId"])),
+            resource=item["Arn"],
+        )
     return item
 
 

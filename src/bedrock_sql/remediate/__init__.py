@@ -21,9 +21,11 @@ The workflow, one module a stage (``script`` and ``apply`` build on ``plan``, ne
 each other):
 
 1. :mod:`.plan` -- :func:`plan_remediation` reads the snapshot: the failing models (the
-   targets), the key of each account and region (an existing key, or one to create with
-   :func:`key_policy`), the customization job that re-creates each model, and the manual
-   steps; :func:`plan_json`, :func:`describe_plan` and :func:`next_steps` say what it does.
+   targets), the key of each account and region (:mod:`.keys`: an existing key, or one to
+   create with :func:`key_policy`), the customization job that re-creates each model
+   (:mod:`.jobs`), and the manual steps (:mod:`.manual`); :func:`plan_json`,
+   :func:`describe_plan` and :func:`next_steps` say what it does. :mod:`.parts` holds the
+   dataclasses they share.
 2. :mod:`.script` -- :func:`render_script` / :func:`write_script`: the plan as a bash
    script and the key policy files it reads, for a human to review and run (the default).
 3. :mod:`.apply` -- :class:`LiveAws`, :func:`apply_plan` and :func:`apply_report`: the
@@ -31,22 +33,10 @@ each other):
 """
 
 from .apply import ApplyResult, LiveAws, apply_plan, apply_report
-from .plan import (
-    SEED_CONTROL,
-    KeyChoice,
-    ManualStep,
-    Plan,
-    Step,
-    Target,
-    Unavailable,
-    describe_plan,
-    key_policy,
-    key_variable,
-    next_steps,
-    plan_json,
-    plan_remediation,
-    request_token,
-)
+from .jobs import request_token
+from .keys import key_policy, key_variable
+from .parts import SEED_CONTROL, KeyChoice, ManualStep, Plan, Step, Target, Unavailable
+from .plan import describe_plan, next_steps, plan_json, plan_remediation
 from .script import SCRIPT_NAME, render_script, write_script
 
 __all__ = [

@@ -17,7 +17,9 @@ from ..accounts import Scope, resolve_scope
 from ..aws import ApiError, AwsOptions, Unit, UnitApi
 from ..errors import UserError
 from ..providers.base import arn_account, arn_region
-from .plan import Plan, Step, Unavailable, _key_problem, next_steps
+from .keys import ALIAS_TAG, PLAN_TAG, created_key_tags, key_problem
+from .parts import Plan, Step, Unavailable
+from .plan import next_steps
 
 # --------------------------------------------------------------------------- live AWS
 
@@ -113,13 +115,23 @@ def _key_columns(meta: dict[str, Any], account_id: str, region: str) -> dict[str
 class ApplyResult:
     created_keys: list[tuple[str, str, str]] = field(default_factory=list)  # (account, region, arn)
     reused_keys: list[tuple[str, str, str]] = field(default_factory=list)
+    created_aliases: list[tuple[str, str, str]] = field(default_factory=list)  # (account, region, alias)
     started_jobs: list[tuple[str, str, str, str]] = field(default_factory=list)  # (model arn, region, job name, job arn)
     existing_jobs: list[tuple[str, str, str, str]] = field(default_factory=list)
     rotation_enabled: list[str] = field(default_factory=list)
+    done: list[str] = field(default_factory=list)  # what each step did, in a few words
 
     @property
     def created_anything(self) -> bool:
-        return bool(self.created_keys or self.started_jobs or self.rotation_enabled)
+        return bool(self.created_keys or self.created_aliases or self.started_jobs or self.rotation_enabled)
+
+
+@dataclass
+class _FoundKey:
+    """A key the preflight found for a CreateKey step: the alias's key, or one left unnamed."""
+
+    meta: dict[str, Any]
+    named: bool  # True: the alias names it; False: an earlier run created it but never named it
 
 
 def _resolve(value: Any, values: dict[str, str]) -> Any:
@@ -141,48 +153,49 @@ def _resolve(value: Any, values: dict[str, str]) -> Any:
 def apply_plan(plan: Plan, live: LiveAws, *, on_event: Callable[[str], None] | None = None) -> ApplyResult:
     """Carry out the plan's steps with boto3. Idempotent; never deletes anything.
 
-    A key whose alias already exists is reused (not created again); a job that already
-    exists with this plan's client request token is reported, not started again. The first
-    failure stops the run with a :class:`UserError` saying what was done before it;
-    running again skips what is done.
+    A key whose alias already exists is reused (not created again), and so is a key an
+    earlier run created but could not name; a job that already exists with this plan's
+    client request token is reported, not started again. The first failure stops the run
+    with a :class:`UserError` naming the steps done before it; running again skips them.
     """
     say = on_event or (lambda message: None)
     result = ApplyResult()
     for account_id in plan.account_ids:  # every account reachable before anything changes
         live.api(account_id, plan.regions[0] if plan.regions else "us-east-1")
-    _preflight(plan, live)
+    found = _preflight(plan, live)
     values: dict[str, str] = {}
-    reused: set[str] = set()  # variables of keys that already existed
-    done = 0
     for step in plan.steps:
         api = live.api(step.account_id, step.region)
         where = f"{step.account_id}/{step.region}"
         try:
-            _apply_step(step, api, where, values, reused, result, say)
-        except ApiError as exc:
+            result.done.append(_apply_step(step, api, where, values, found, result, say))
+        except (ApiError, UserError) as exc:
+            failed = f"{exc.operation} in {where} failed: {exc.code}: {exc.message}" if isinstance(exc, ApiError) else str(exc)
+            if not result.done:
+                raise UserError(f"{failed.rstrip('.')} (nothing changed)") from None
             raise UserError(
-                f"{exc.operation} in {where} failed: {exc.code}: {exc.message} "
-                f"({done} step(s) done before it; fix this and run again: done steps are skipped)"
+                f"{failed.rstrip('.')}. Done before it: {'; '.join(result.done)}. "
+                "Run the same command again once this is fixed: done steps are skipped"
             ) from None
-        done += 1
     return result
 
 
-def _preflight(plan: Plan, live: LiveAws) -> None:
+def _preflight(plan: Plan, live: LiveAws) -> dict[str, _FoundKey]:
     """Refuse, before anything changes, what AWS holds now and the snapshot did not show:
-    an alias naming an unusable key, a job name someone else's job already has."""
+    an alias naming an unusable key, a reused key that became unusable, a job name someone
+    else's job already has. Returns the keys found for the plan's CreateKey steps."""
+    found: dict[str, _FoundKey] = {}
+    for key in plan.keys:
+        if not key.create and key.arn and key.account_id in plan.account_ids:
+            _check_reused_key(live.api(key.account_id, key.region), key.arn, f"{key.account_id}/{key.region}")
     for step in plan.steps:
         api = live.api(step.account_id, step.region)
         where = f"{step.account_id}/{step.region}"
         try:
             if step.operation == "CreateKey":
-                existing = _describe_alias(api, step.alias or "")
-                problem = existing and _key_problem(_key_columns(existing, step.account_id, step.region))
-                if problem:
-                    raise UserError(
-                        f"{step.alias} already exists in {where}, but its key {existing['Arn']} "
-                        f"{problem.split(': ', 1)[0]}: fix that key, or choose another --alias (nothing changed)"
-                    )
+                existing = _find_key(api, step, where)
+                if existing is not None:
+                    found[next(iter(step.outputs))] = existing
             elif step.operation == "CreateModelCustomizationJob":
                 job = _get_job(api, step.params["jobName"])
                 if job is not None and job.get("clientRequestToken") != step.params.get("clientRequestToken"):
@@ -192,46 +205,110 @@ def _preflight(plan: Plan, live: LiveAws) -> None:
                     )
         except ApiError as exc:
             raise UserError(f"{exc.operation} in {where} failed: {exc.code}: {exc.message} (nothing changed)") from None
+    return found
 
 
-def _apply_step(step: Step, api: UnitApi, where: str, values: dict, reused: set, result: ApplyResult, say) -> None:
+def _check_reused_key(api: UnitApi, arn: str, where: str) -> None:
+    """The plan reuses an existing key: it must still exist and be usable."""
+    try:
+        meta = _describe_key(api, arn)
+    except ApiError as exc:
+        raise UserError(f"{exc.operation} in {where} failed: {exc.code}: {exc.message} (nothing changed)") from None
+    if meta is None:
+        raise UserError(f"key {arn} no longer exists in {where}: collect again and make a new plan (nothing changed)")
+    problem = key_problem(_key_columns(meta, api.account_id, api.region))
+    if problem:
+        raise UserError(f"the plan's key {arn} {problem} (nothing changed)")
+
+
+def _find_key(api: UnitApi, step: Step, where: str) -> _FoundKey | None:
+    """The key a CreateKey step must not create again: the one its alias names (refused
+    when unusable), or one an earlier run created for it but never named."""
+    alias = step.alias or ""
+    named = _describe_key(api, alias)
+    if named is not None:
+        problem = key_problem(_key_columns(named, step.account_id, step.region))
+        if problem:
+            raise UserError(
+                f"{alias} already exists in {where}, but its key {named['Arn']} "
+                f"{problem.split(': ', 1)[0]}: fix that key, or choose another --alias (nothing changed)"
+            )
+        return _FoundKey(named, named=True)
+    unnamed = _unnamed_key(api, step, where)
+    return _FoundKey(unnamed, named=False) if unnamed is not None else None
+
+
+def _unnamed_key(api: UnitApi, step: Step, where: str) -> dict[str, Any] | None:
+    """A key an earlier run created for the step's alias but never named (CreateAlias failed
+    after CreateKey): it bears the alias and plan tags and no alias names it. Reusing it is
+    what keeps a failed run from leaving an orphan key behind on every retry."""
+    alias, plan_id = created_key_tags(step)
+    named = {a.get("TargetKeyId") for a in api.paginate("kms", "list_aliases", "Aliases")}
+    for listed in api.paginate("kms", "list_keys", "Keys"):
+        if listed["KeyId"] in named:
+            continue
+        try:
+            tags = {t["TagKey"]: t["TagValue"] for t in api.paginate("kms", "list_resource_tags", "Tags", KeyId=listed["KeyId"])}
+        except ApiError as exc:
+            if exc.code == "NotFoundException":  # deleted since ListKeys
+                continue
+            raise
+        if tags.get(ALIAS_TAG) != alias:
+            continue
+        meta = _describe_key(api, listed["KeyArn"])
+        if meta is None or meta.get("KeyState") == "PendingDeletion":  # being deleted: no orphan
+            continue
+        if tags.get(PLAN_TAG) != plan_id:
+            raise UserError(
+                f"key {meta['Arn']} in {where} was created for {alias} by another plan ({PLAN_TAG} {tags.get(PLAN_TAG)}) "
+                f"and no alias names it: name it {alias} to reuse it, or schedule its deletion, then run again (nothing changed)"
+            )
+        problem = key_problem(_key_columns(meta, step.account_id, step.region))
+        if problem:
+            raise UserError(
+                f"key {meta['Arn']} in {where}, created for {alias} by an earlier run, {problem.split(': ', 1)[0]}: "
+                "fix that key, or choose another --alias (nothing changed)"
+            )
+        return meta
+    return None
+
+
+def _apply_step(step: Step, api: UnitApi, where: str, values: dict, found: dict[str, _FoundKey], result: ApplyResult, say) -> str:
+    """Carry out one step; returns what it did, in a few words."""
     params = _resolve(step.params, values)
     if step.operation == "CreateKey":
         var = next(iter(step.outputs))
-        existing = _describe_alias(api, step.alias or "")
-        if existing is not None:
-            problem = _key_problem(_key_columns(existing, step.account_id, step.region))
-            if problem:
-                raise UserError(
-                    f"{step.alias} already exists in {where}, but its key {existing['Arn']} "
-                    f"{problem.split(': ', 1)[0]}: fix that key, or choose another --alias"
-                )
-            values[var] = existing["Arn"]
-            reused.add(var)
-            result.reused_keys.append((step.account_id, step.region, existing["Arn"]))
-            say(f"{where}: {step.alias} already exists: reusing key {existing['Arn']} (nothing created)")
-            _warn_policy(api, existing["Arn"], step, say, where)
-            return
+        key = found.get(var)
+        if key is not None:
+            arn = values[var] = key.meta["Arn"]
+            result.reused_keys.append((step.account_id, step.region, arn))
+            if key.named:
+                say(f"{where}: {step.alias} already exists: reusing key {arn} (nothing created)")
+                _warn_policy(api, arn, step, say, where)
+                return f"reused key {arn} ({step.alias})"
+            say(f"{where}: reusing key {arn}, which an earlier run created for {step.alias} but could not name")
+            return f"reused unnamed key {arn}"
         arn = api.call("kms", "create_key", **params)["KeyMetadata"]["Arn"]
         values[var] = arn
         result.created_keys.append((step.account_id, step.region, arn))
         say(f"{where}: created key {arn}")
-        return
+        return f"created key {arn}"
     if step.operation == "CreateAlias":
         var = re.fullmatch(r"\$\{(\w+)\}", step.params["TargetKeyId"])
-        if var and var.group(1) in reused:
-            return
+        if var and var.group(1) in found and found[var.group(1)].named:
+            return f"{params['AliasName']} already named the key"
         api.call("kms", "create_alias", **params)
+        result.created_aliases.append((step.account_id, step.region, params["AliasName"]))
         say(f"{where}: created alias {params['AliasName']} -> {params['TargetKeyId']}")
-        return
+        return f"created alias {params['AliasName']}"
     if step.operation == "EnableKeyRotation":
         status = api.call("kms", "get_key_rotation_status", KeyId=params["KeyId"])
         if status.get("KeyRotationEnabled"):
-            return
+            return f"rotation of {params['KeyId']} already on"
         api.call("kms", "enable_key_rotation", **params)
         result.rotation_enabled.append(params["KeyId"])
         say(f"{where}: enabled automatic rotation of {params['KeyId']}")
-        return
+        return f"enabled rotation of {params['KeyId']}"
     if step.operation == "CreateModelCustomizationJob":
         name = params["jobName"]
         existing = _get_job(api, name)
@@ -243,17 +320,18 @@ def _apply_step(step: Step, api: UnitApi, where: str, values: dict, reused: set,
                 )
             result.existing_jobs.append((step.model_arn or "", step.region, name, existing["jobArn"]))
             say(f"{where}: job {name} already exists: {existing['jobArn']} (nothing started)")
-            return
+            return f"job {name} already existed"
         arn = api.call("bedrock", "create_model_customization_job", **params)["jobArn"]
         result.started_jobs.append((step.model_arn or "", step.region, name, arn))
         say(f"{where}: started job {name}: {arn}")
-        return
+        return f"started job {name}"
     raise UserError(f"internal: no way to apply {step.operation}")
 
 
-def _describe_alias(api: UnitApi, alias: str) -> dict[str, Any] | None:
+def _describe_key(api: UnitApi, key_id: str) -> dict[str, Any] | None:
+    """DescribeKey (of a key id, ARN or alias); None only when KMS says there is no such key."""
     try:
-        return api.call("kms", "describe_key", KeyId=alias)["KeyMetadata"]
+        return api.call("kms", "describe_key", KeyId=key_id)["KeyMetadata"]
     except ApiError as exc:
         if exc.code == "NotFoundException":
             return None

@@ -1,8 +1,11 @@
 """The bash script of a remediation plan: AWS CLI commands and the key policies they read.
 
-:func:`render_script` turns a :class:`~bedrock_sql.remediate.plan.Plan` into a script that
-creates nothing twice when run again and deletes nothing; :func:`write_script` writes it,
-with the key policy files, into a folder readable by its owner only.
+:func:`render_script` turns a :class:`~bedrock_sql.remediate.parts.Plan` into a script that
+is as careful as ``--apply``: it checks the AWS CLI, then, for the account its credentials
+belong to, reads everything it depends on before it changes anything (the key an alias
+names, a key an earlier run left unnamed, jobs of the same name), creates nothing twice
+when run again, and deletes nothing. :func:`write_script` writes it, with the key policy
+files, into a folder readable by its owner only.
 """
 
 from __future__ import annotations
@@ -10,6 +13,7 @@ from __future__ import annotations
 import json
 import os
 import re
+import itertools
 import shlex
 import textwrap
 from pathlib import Path
@@ -17,9 +21,173 @@ from typing import Any
 
 from .. import __version__
 from ..errors import UserError
-from .plan import SEED_CONTROL, Plan, Step, next_steps
+from .keys import ALIAS_TAG, PLAN_TAG, created_key_tags
+from .parts import SEED_CONTROL, KeyChoice, Plan, Step
+from .plan import next_steps
 
 SCRIPT_NAME = "bedrock-cmk-remediation.sh"
+CLI_INSTALL = "https://docs.aws.amazon.com/cli/latest/userguide/getting-started-install.html"
+
+# The functions every script starts with: the checks --apply makes (apply.py), in bash. They
+# are the same text in every script, so a reviewer reads them once; the steps below them
+# call them with the plan's values.
+_FUNCTIONS = r"""
+# ---- helpers ------------------------------------------------------------------------------
+# AWS CLI v2 pages long answers through `less` and would wait for a key press; v1 has no pager.
+export AWS_PAGER=""
+HERE="$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)"
+SCRIPT="$(basename "${BASH_SOURCE[0]}")"
+STOPPED=""
+ANSWER=""
+AWS_ERRORS="$(mktemp)"  # what the AWS CLI said when a read failed
+
+# stop MESSAGE: say why the script stops here, and stop.
+stop() {
+  STOPPED=1
+  echo "$SCRIPT: stopped: $*" >&2
+  exit 1
+}
+
+# Any other failure is a command that set -e stopped at: say what that leaves behind.
+on_exit() {
+  status=$?
+  rm -f "$AWS_ERRORS"
+  if [ "$status" -ne 0 ] && [ -z "$STOPPED" ]; then
+    echo "$SCRIPT: stopped: the command above failed (exit $status). The steps before it are done;" \
+      "run this script again once that is fixed: it skips what is done." >&2
+  fi
+}
+trap on_exit EXIT
+
+# read_or_missing ARGS...: an AWS CLI read; its answer in ANSWER, or ANSWER="" when AWS says
+# the resource does not exist. Only NotFoundException / ResourceNotFoundException mean
+# "missing": any other failure (AccessDenied, expired credentials, throttling, no network)
+# stops the script, because taking it for "missing" would create a second key or job.
+read_or_missing() {
+  if ANSWER="$(aws "$@" 2>"$AWS_ERRORS")"; then
+    return 0
+  fi
+  ANSWER=""
+  if grep -qE '\((NotFoundException|ResourceNotFoundException)\)' "$AWS_ERRORS"; then
+    return 0
+  fi
+  said="$(grep . "$AWS_ERRORS" | tr '\n' ' ')" || true  # its message, on one line
+  stop "aws $1 $2 failed (nothing changed): ${said% }"
+}
+
+# What describe-key answers, for check_key (one line: ARN, state, manager, spec, usage).
+KEY_FIELDS='KeyMetadata.[Arn,KeyState,KeyManager,KeySpec || CustomerMasterKeySpec,KeyUsage]'
+
+# check_key REGION WHAT: stop unless a customization job in REGION may use the key that
+# ANSWER describes (KEY_FIELDS): customer managed, Enabled (not Disabled, not
+# PendingDeletion), in REGION, a symmetric encryption key. WHAT names the key in the
+# message. Sets KEY_ARN.
+check_key() {
+  read -r KEY_ARN key_state key_manager key_spec key_usage <<<"$ANSWER"
+  key_region="${KEY_ARN#arn:*:kms:}"
+  key_region="${key_region%%:*}"
+  problem=""
+  if [ "$key_manager" != "CUSTOMER" ]; then
+    problem="is an AWS managed key (KeyManager $key_manager): the rule needs a customer-managed key"
+  elif [ "$key_state" = "PendingDeletion" ]; then
+    problem="is pending deletion: cancel the deletion, or choose another key"
+  elif [ "$key_state" != "Enabled" ]; then
+    problem="is $key_state, not Enabled: enable it (aws kms enable-key), or choose another key"
+  elif [ "$key_region" != "$1" ]; then
+    problem="is in $key_region, not $1: a customization job needs a key in its own region"
+  elif [ "$key_spec" != "SYMMETRIC_DEFAULT" ] || [ "$key_usage" != "ENCRYPT_DECRYPT" ]; then
+    problem="is a $key_spec $key_usage key: Bedrock needs a symmetric encryption key"
+  fi
+  if [ -n "$problem" ]; then
+    stop "$2 $KEY_ARN $problem (nothing changed)"
+  fi
+}
+
+# check_existing_key REGION ARN: the plan uses this existing key: it must still be usable.
+check_existing_key() {
+  read_or_missing kms describe-key --region "$1" --key-id "$2" --query "$KEY_FIELDS" --output text
+  if [ -z "$ANSWER" ]; then
+    stop "key $2 no longer exists: collect again and make a new plan (nothing changed)"
+  fi
+  check_key "$1" "the plan's key"
+}
+
+# find_unnamed_key REGION ALIAS PLAN_ID: a key an earlier run of this plan created for ALIAS
+# but could not name (create-alias failed after create-key): no alias names it, and it bears
+# the tags @ALIAS_TAG@=ALIAS and @PLAN_TAG@=PLAN_ID. Reusing it keeps a rerun from
+# leaving a second key behind. Sets KEY_ARN (empty: there is none).
+find_unnamed_key() {
+  KEY_ARN=""
+  key_arns="$(aws kms list-keys --region "$1" --query 'Keys[].KeyArn' --output text)"
+  named=" $(aws kms list-aliases --region "$1" --query 'Aliases[].TargetKeyId' --output text | tr '\t\n' '  ') "
+  for candidate in $key_arns; do
+    case "$named" in *" ${candidate##*/} "*) continue ;; esac  # an alias names it: not unnamed
+    case "$candidate" in arn:*) ;; *) continue ;; esac          # "None": no keys at all
+    read_or_missing kms list-resource-tags --region "$1" --key-id "$candidate" --output text \
+      --query "[Tags[?TagKey=='@ALIAS_TAG@'].TagValue | [0], Tags[?TagKey=='@PLAN_TAG@'].TagValue | [0]]"
+    [ -n "$ANSWER" ] || continue  # deleted since list-keys
+    read -r tag_alias tag_plan <<<"$ANSWER"
+    [ "$tag_alias" = "$2" ] || continue
+    read_or_missing kms describe-key --region "$1" --key-id "$candidate" --query "$KEY_FIELDS" --output text
+    case "$ANSWER" in "" | *PendingDeletion*) continue ;; esac  # gone, or being deleted
+    if [ "$tag_plan" != "$3" ]; then
+      stop "key $candidate was created for $2 by another plan (@PLAN_TAG@ $tag_plan) and no alias names it:" \
+        "name it (aws kms create-alias --region $1 --alias-name $2 --target-key-id $candidate) to use it," \
+        "or schedule its deletion; then run this script again (nothing changed)"
+    fi
+    check_key "$1" "the key an earlier run created for $2 (never named),"
+    return 0
+  done
+}
+
+# resolve_key REGION ALIAS PLAN_ID: where the key named ALIAS comes from, changing nothing.
+# KEY_SOURCE=alias: ALIAS exists and names a usable key (reused); unnamed: an earlier run
+# created the key but could not name it (reused, then named); new: create it. Sets KEY_ARN.
+resolve_key() {
+  read_or_missing kms describe-key --region "$1" --key-id "$2" --query "$KEY_FIELDS" --output text
+  if [ -n "$ANSWER" ]; then
+    check_key "$1" "$2 already exists in $ACCOUNT_ID/$1, but its key"
+    KEY_SOURCE="alias"
+    return 0
+  fi
+  find_unnamed_key "$1" "$2" "$3"
+  if [ -n "$KEY_ARN" ]; then KEY_SOURCE="unnamed"; else KEY_SOURCE="new"; fi
+}
+
+# job_state REGION JOB_NAME TOKEN: JOB_STATE=new (no such job: start it) or started (an
+# earlier run started it: same client request token). A job of that name this plan did not
+# start stops the script.
+job_state() {
+  read_or_missing bedrock get-model-customization-job --region "$1" --job-identifier "$2" \
+    --query clientRequestToken --output text
+  if [ -z "$ANSWER" ]; then
+    JOB_STATE="new"
+  elif [ "$ANSWER" = "$3" ]; then
+    JOB_STATE="started"
+  else
+    stop "a job named $2 already exists in $ACCOUNT_ID/$1 and this plan did not start it" \
+      "(different client request token): make the plan again with another --suffix (nothing changed)"
+  fi
+}
+
+# ---- the AWS CLI, before any AWS call -----------------------------------------------------
+# An AWS CLI that does not run, or too old to know Bedrock's --custom-model-kms-key-id, would
+# fail at the first job, after keys were created. Both checks are local (no AWS call); the
+# input skeleton lists every parameter the CLI knows and, unlike `help`, needs no groff or pager.
+if ! command -v aws >/dev/null 2>&1; then
+  stop "the AWS CLI (aws) is not on PATH: install it (@CLI_INSTALL@)"
+fi
+if ! AWS_CLI_VERSION="$(aws --version 2>&1)"; then
+  stop "the AWS CLI does not run (aws --version): $AWS_CLI_VERSION"
+fi
+AWS_CLI_VERSION="${AWS_CLI_VERSION%%$'\n'*}"
+SKELETON="$(aws bedrock create-model-customization-job --generate-cli-skeleton input 2>&1)" || true
+case "$SKELETON" in
+  *'"customModelKmsKeyId"'*) ;;
+  *) stop "this AWS CLI is too old: $AWS_CLI_VERSION has no --custom-model-kms-key-id for" \
+       "aws bedrock create-model-customization-job; install a current one (@CLI_INSTALL@)" ;;
+esac
+""".replace("@ALIAS_TAG@", ALIAS_TAG).replace("@PLAN_TAG@", PLAN_TAG).replace("@CLI_INSTALL@", CLI_INSTALL)
 
 
 def _shell_value(value: Any) -> str:
@@ -66,8 +234,9 @@ def render_script(plan: Plan) -> tuple[str, dict[str, str]]:
     """The plan as a bash script of AWS CLI commands, and the key policy files it reads.
 
     Returns ``(script, {file name: content})``; the files go beside the script, which
-    finds them through its own directory. The script is safe to run twice: it reuses the
-    key an alias already names and skips jobs that already exist.
+    finds them through its own directory. For the account its credentials belong to, the
+    script first checks (reading only) and then changes; run again, it reuses the key an
+    alias names or an earlier run left unnamed, and skips jobs it already started.
     """
     files = {k.policy_file: json.dumps(k.policy, indent=2) + "\n" for k in plan.keys if k.create}
     accounts = plan.account_ids
@@ -86,36 +255,87 @@ def render_script(plan: Plan) -> tuple[str, dict[str, str]]:
             f"Account(s): {', '.join(accounts)}. Run it with credentials for each account in turn (e.g. "
             "AWS_PROFILE=...): each run does the steps of the account the credentials belong to."
         ),
+        *_comment(
+            "Before it changes anything it checks, as bedrock-sql remediate --apply does: that the AWS CLI "
+            "knows --custom-model-kms-key-id; that a key an alias already names is customer managed, Enabled "
+            "and in the alias's region; that no job of the same name was started by someone else. Only a "
+            "NotFound answer means \"create\": any other failure stops it. Keys it creates are tagged "
+            f"{ALIAS_TAG} and {PLAN_TAG}, so a rerun after a failed create-alias reuses that key."
+        ),
         *(_comment("Key policies: the key-policy-*.json files beside this script.") if files else []),
         "set -euo pipefail",
+        *_FUNCTIONS.splitlines(),
         "",
-        'HERE="$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)"',
+        "# ---- the account these credentials belong to -----------------------------------------------",
         'ACCOUNT_ID="$(aws sts get-caller-identity --query Account --output text)"',
         'case "$ACCOUNT_ID" in',
         f"  {'|'.join(accounts)}) ;;",
-        f'  *) echo "This plan is for account(s) {", ".join(accounts)}; these credentials are for account $ACCOUNT_ID." >&2; exit 1 ;;',
+        f'  *) stop "this plan is for account(s) {", ".join(accounts)}; these credentials are for account $ACCOUNT_ID" ;;',
         "esac",
     ]
+    job_numbers = itertools.count(1)
     for account_id in accounts:
-        out += ["", f'if [ "$ACCOUNT_ID" = "{account_id}" ]; then', f'  echo "Account {account_id}"']
-        regions = sorted({s.region for s in [*plan.steps, *plan.manual_steps] if s.account_id == account_id})
-        for region in regions:
-            out += ["", f"  # ---- {account_id} {region} " + "-" * max(4, 70 - len(account_id) - len(region))]
-            steps = [s for s in plan.steps if (s.account_id, s.region) == (account_id, region)]
-            for step in steps:
-                out += _script_step(step, files)
-            for manual in (m for m in plan.manual_steps if (m.account_id, m.region) == (account_id, region)):
-                out += [""] + _comment("MANUAL: " + manual.reason + " Fill in the <...> values:", "  ")
+        steps = [s for s in plan.steps if s.account_id == account_id]
+        manual = [m for m in plan.manual_steps if m.account_id == account_id]
+        jobs = {id(s): f"JOB_STATE_{next(job_numbers)}" for s in steps if s.operation == "CreateModelCustomizationJob"}
+        out += ["", f'if [ "$ACCOUNT_ID" = "{account_id}" ]; then']
+        out += _checks(plan, account_id, steps, jobs)
+        for region in sorted({s.region for s in [*steps, *manual]}):
+            out += ["", f"  # ---- {account_id} {region}: changes " + "-" * max(4, 62 - len(account_id) - len(region))]
+            for step in (s for s in steps if s.region == region):
+                out += _script_step(step, files, jobs)
+            for step in (m for m in manual if m.region == region):
+                out += [""] + _comment("MANUAL: " + step.reason + " Fill in the <...> values:", "  ")
                 command = _command(
-                    f"aws {manual.service} {_cli_operation(manual.operation)}",
-                    [f"--region {manual.region}", *_cli_args(manual.params)],
+                    f"aws {step.service} {_cli_operation(step.operation)}",
+                    [f"--region {step.region}", *_cli_args(step.params)],
                     "",
                 )
                 out += [f"  #   {' '.join(line.split(chr(10)))}" for line in command]
-                out.append(f"  echo {shlex.quote(f'Manual step left for {manual.model_name}: see the comment in this script.')}")
+                out.append(f"  echo {shlex.quote(f'Manual step left for {step.model_name}: see the comment in this script.')}")
         out.append("fi")
     out += ["", "cat <<'NEXT_STEPS'", *next_steps(plan), "NEXT_STEPS", ""]
     return "\n".join(out), files
+
+
+def _checks(plan: Plan, account_id: str, steps: list[Step], jobs: dict[int, str]) -> list[str]:
+    """The read-only half of an account's block: every check before any change."""
+    indent = "  "
+    out = [
+        f'{indent}echo "Account {account_id}: checking before changing anything"',
+        *_comment("Checks: these lines only read. Each decision is kept in a variable for the changes below.", indent),
+    ]
+    # Existing keys of this account (a key of another account may be usable by the jobs' role
+    # and still not describable by these credentials: it was checked when planning).
+    reused: list[KeyChoice] = [k for k in plan.keys if not k.create and k.arn and k.account_id == account_id]
+    for key in reused:
+        out += [
+            *_comment(f"The plan uses existing key {key.alias or key.arn} in {key.region}: is it still usable?", indent),
+            f"{indent}check_existing_key {key.region} {shlex.quote(key.arn or '')}",
+        ]
+    for step in steps:
+        if step.operation == "CreateKey":
+            alias, plan_id = created_key_tags(step)
+            var = next(iter(step.outputs))
+            out += [
+                *_comment(f"{step.region}: the key named {alias}: reuse it, reuse the one an earlier run left unnamed, or create it?", indent),
+                f"{indent}resolve_key {step.region} {shlex.quote(alias)} {plan_id}",
+                f'{indent}{var}="$KEY_ARN"',
+                f'{indent}{_source_variable(var)}="$KEY_SOURCE"',
+            ]
+        elif step.operation == "CreateModelCustomizationJob":
+            name, token = step.params["jobName"], step.params["clientRequestToken"]
+            out += [
+                f"{indent}job_state {step.region} {shlex.quote(name)} {shlex.quote(token)}",
+                f'{indent}{jobs[id(step)]}="$JOB_STATE"',
+            ]
+    out.append(f'{indent}echo "Account {account_id}: checks passed"')
+    return out
+
+
+def _source_variable(key_variable: str) -> str:
+    """The variable saying where a key comes from (alias, unnamed, new)."""
+    return key_variable.replace("KEY_ARN_", "KEY_SOURCE_", 1)
 
 
 def _cli_operation(operation: str) -> str:
@@ -124,40 +344,44 @@ def _cli_operation(operation: str) -> str:
     return xform_name(operation, "-")
 
 
-def _script_step(step: Step, files: dict[str, str]) -> list[str]:
+def _script_step(step: Step, files: dict[str, str], jobs: dict[int, str]) -> list[str]:
     indent = "  "
     region = f"--region {step.region}"
     if step.operation == "CreateKey":
         var = next(iter(step.outputs))
+        source = _source_variable(var)
         policy_file = f"key-policy-{step.account_id}-{step.region}.json"
         assert policy_file in files
         args = _cli_args(step.params, {"Policy": f'"file://$HERE/{policy_file}"'})
         return [
             "",
             *_comment(step.comment, indent),
-            *_comment(f"Reuse the key {step.alias} names if it exists (a second run creates nothing).", indent),
-            f'{indent}{var}="$(aws kms describe-key {region} --key-id {shlex.quote(step.alias or "")} '
-            '--query KeyMetadata.Arn --output text 2>/dev/null || true)"',
-            f'{indent}if [ -z "${var}" ] || [ "${var}" = "None" ]; then',
+            f'{indent}if [ "${source}" = "new" ]; then',
             *_command(f'{indent}  {var}="$(aws kms create-key', [region, *args], indent + "  ", "--query KeyMetadata.Arn --output text)\""),
+            f'{indent}  echo "Created key ${var}"',
+            f'{indent}elif [ "${source}" = "unnamed" ]; then',
+            f'{indent}  echo "Reusing key ${var}, which an earlier run created for {step.alias} but could not name"',
+            f"{indent}fi",
         ]
     if step.operation == "CreateAlias":
         var = re.fullmatch(r"\$\{(\w+)\}", step.params["TargetKeyId"]).group(1)
         return [
-            f"{indent}  aws kms create-alias {region} {' '.join(_cli_args(step.params))}",
-            f'{indent}  echo "Created key ${var} ({step.params["AliasName"]})"',
-            f"{indent}else",
+            *_comment(step.comment + " (Unless the alias already names it.)", indent),
+            f'{indent}if [ "${_source_variable(var)}" = "alias" ]; then',
             f'{indent}  echo "Reusing key ${var} ({step.params["AliasName"]} already exists)"',
+            f"{indent}else",
+            f"{indent}  aws kms create-alias {region} {' '.join(_cli_args(step.params))}",
+            f'{indent}  echo "Named key ${var} {step.params["AliasName"]}"',
             f"{indent}fi",
         ]
     if step.operation == "EnableKeyRotation":
-        return [f"{indent}aws kms enable-key-rotation {region} {' '.join(_cli_args(step.params))}"]
+        return [*_comment(step.comment, indent), f"{indent}aws kms enable-key-rotation {region} {' '.join(_cli_args(step.params))}"]
     if step.operation == "CreateModelCustomizationJob":
         job = step.params["jobName"]
         return [
             "",
             *_comment(step.comment, indent),
-            f"{indent}if aws bedrock get-model-customization-job {region} --job-identifier {shlex.quote(job)} >/dev/null 2>&1; then",
+            f'{indent}if [ "${jobs[id(step)]}" = "started" ]; then',
             f"{indent}  echo {shlex.quote(f'Job {job} already exists: nothing started')}",
             f"{indent}else",
             f"{indent}  echo {shlex.quote(f'Starting job {job}:')}",

@@ -1,0 +1,94 @@
+"""Manual steps: models this tool cannot re-create, with the API call a human finishes.
+
+An imported model is imported again (``CreateModelImportJob``), a copy is copied again
+(``CreateModelCopyJob``), and a model whose job is gone gets the job's request with the
+configuration the model still records; ``<...>`` marks what the human fills in.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from ..providers.base import arn_account, arn_region
+from .jobs import new_name
+from .parts import JOBS, KeyChoice, ManualStep, Target, json_value, query_rows
+
+def manual_step(connection, target: Target, why: str, key: KeyChoice, suffix: str) -> ManualStep:
+    row = target.row
+    model_name = new_name(target.model_name, suffix, "customModelName")
+    base = dict(
+        service="bedrock",
+        region=target.region,
+        account_id=target.account_id,
+        model_arn=target.model_arn,
+        model_name=target.model_name,
+    )
+    if why == "imported":
+        return ManualStep(
+            operation="CreateModelImportJob",
+            params={
+                "jobName": new_name(target.model_name + "-import", suffix, "jobName"),
+                "importedModelName": model_name,
+                "roleArn": "<the service role of the original import job>",
+                "modelDataSource": {"s3DataSource": {"s3Uri": "<the S3 location the model was imported from>"}},
+                "importedModelKmsKeyId": key.ref,
+            },
+            reason=(
+                f"Model {target.model_name} was imported, not produced by a customization job, so it cannot be re-run: "
+                f"import it again with CreateModelImportJob and importedModelKmsKeyId = {key.alias or key.arn}."
+            ),
+            **base,
+        )
+    if why in ("copied", "no-job"):
+        source_arn = "<the ARN of the model this one was copied from>"
+        job_region = arn_region(row.get("job_arn") or "")
+        if job_region is not None:
+            found = query_rows(connection, f"SELECT output_model_arn FROM {JOBS} WHERE arn = ?", (row["job_arn"],))
+            if found and found[0]["output_model_arn"]:
+                source_arn = found[0]["output_model_arn"]
+        origin = (
+            f"was copied from another account or region (its job {row['job_arn']} ran in {arn_account(row['job_arn'])}/{job_region})"
+            if why == "copied" and job_region is not None
+            else "has no customization job on record (an imported or copied model)"
+        )
+        return ManualStep(
+            operation="CreateModelCopyJob",
+            params={"sourceModelArn": source_arn, "targetModelName": model_name, "modelKmsKeyId": key.ref},
+            reason=(
+                f"Model {target.model_name} {origin}, so no job can be re-run here: copy the source model again "
+                f"with CreateModelCopyJob and modelKmsKeyId = {key.alias or key.arn} (once the source is itself "
+                "remediated, copy its replacement), or re-import it with CreateModelImportJob and importedModelKmsKeyId."
+            ),
+            **base,
+        )
+    # The job that produced the model is gone or unreadable: its recorded configuration is on the model.
+    detail = why.split(": ", 1)[-1]
+    job_name = row.get("job_name") or (row.get("job_arn") or "").rsplit("/", 1)[-1] or target.model_name
+    params: dict[str, Any] = {
+        "jobName": new_name(job_name, suffix, "jobName"),
+        "customModelName": model_name,
+        "roleArn": "<the service role the original job ran as>",
+        "baseModelIdentifier": row.get("base_model_arn") or "<the base model>",
+        "customizationType": row.get("customization_type") or "FINE_TUNING",
+        "customModelKmsKeyId": key.ref,
+    }
+    for param, column in (
+        ("trainingDataConfig", "training_data_config"),
+        ("validationDataConfig", "validation_data_config"),
+        ("outputDataConfig", "output_data_config"),
+        ("hyperParameters", "hyper_parameters"),
+        ("customizationConfig", "customization_config"),
+    ):
+        value = json_value(row.get(column))
+        if value:
+            params[param] = value
+    return ManualStep(
+        operation="CreateModelCustomizationJob",
+        params=params,
+        reason=(
+            f"The job that produced model {target.model_name} ({row.get('job_arn') or job_name}) is {detail}. "
+            "The model still records its base model, data locations and hyperparameters, which this manual step "
+            "carries; supply the service role (and the VPC configuration, if the job ran in one) and run the job by hand."
+        ),
+        **base,
+    )

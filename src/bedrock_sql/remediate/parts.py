@@ -1,0 +1,189 @@
+"""The parts of a remediation plan: steps, targets, key choices, the plan itself.
+
+Shared by the planning modules (:mod:`.plan`, :mod:`.keys`, :mod:`.jobs`, :mod:`.manual`)
+and by what carries a plan out (:mod:`.script`, :mod:`.apply`), with the two snapshot
+helpers they all read through.
+"""
+
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass, field
+from typing import Any, Callable, Sequence
+
+from ..sql import run_query
+
+SEED_CONTROL = "bedrock_custom_model_encrypted_with_cmk"
+DEFAULT_SUFFIX = "-cmk"
+
+MODELS = "aws_bedrock_custom_model"
+JOBS = "aws_bedrock_model_customization_job"
+KEYS = "aws_kms_key"
+ALIASES = "aws_kms_alias"
+
+class Unavailable(Exception):
+    """A live lookup that cannot answer (no credentials, account out of reach, denied...)."""
+
+
+#: ``lookup(account_id, region, job_name) -> job`` (GetModelCustomizationJob's fields and a
+#: ``tags`` dict) or None when the job does not exist; raises :class:`Unavailable`.
+JobLookup = Callable[[str, str, str], "dict[str, Any] | None"]
+#: ``lookup(key_arn) -> key`` (the columns of aws_kms_key) or None when the key does not
+#: exist; raises :class:`UserError` when it cannot tell.
+KeyLookup = Callable[[str], "dict[str, Any] | None"]
+
+
+# --------------------------------------------------------------------------- the plan
+
+
+@dataclass
+class Step:
+    """One AWS API call: ``operation`` is the API's name, ``params`` its exact parameters.
+
+    ``outputs`` maps a variable that later steps refer to (``${NAME}``) to the path of the
+    value in this call's response (``KeyMetadata.Arn``).
+    """
+
+    service: str
+    operation: str
+    region: str
+    account_id: str
+    params: dict[str, Any]
+    comment: str = ""
+    outputs: dict[str, str] = field(default_factory=dict)
+    model_arn: str | None = None  # the model a job step re-creates
+    alias: str | None = None  # CreateKey: the alias that will name the key (reused when it exists)
+
+    def as_json(self) -> dict[str, Any]:
+        data: dict[str, Any] = {
+            "service": self.service,
+            "operation": self.operation,
+            "region": self.region,
+            "account_id": self.account_id,
+            "params": self.params,
+            "manual": False,
+            "comment": self.comment,
+        }
+        if self.outputs:
+            data["outputs"] = self.outputs
+        if self.model_arn:
+            data["model_arn"] = self.model_arn
+        return data
+
+
+@dataclass
+class ManualStep:
+    """A model this tool cannot re-create: the alternative API call, for a human to finish.
+
+    ``params`` holds what is known; ``<...>`` marks what the human must fill in.
+    """
+
+    service: str
+    operation: str
+    region: str
+    account_id: str
+    params: dict[str, Any]
+    model_arn: str
+    model_name: str
+    reason: str
+
+    @property
+    def comment(self) -> str:
+        return self.reason
+
+    def as_json(self) -> dict[str, Any]:
+        return {
+            "service": self.service,
+            "operation": self.operation,
+            "region": self.region,
+            "account_id": self.account_id,
+            "params": self.params,
+            "manual": True,
+            "comment": self.reason,
+            "model_arn": self.model_arn,
+        }
+
+
+@dataclass
+class Target:
+    """A model to re-create with a CMK, and why."""
+
+    model_arn: str
+    model_name: str
+    account_id: str
+    region: str
+    partition: str
+    reason: str
+    row: dict[str, Any]
+
+
+@dataclass
+class KeyChoice:
+    """The CMK the models of one account and region get: an existing key, or one to create."""
+
+    account_id: str
+    region: str
+    arn: str | None = None  # known key (--kms-key, or an existing alias's key)
+    variable: str | None = None  # a key this plan creates: the variable holding its ARN
+    alias: str | None = None
+    policy: dict[str, Any] | None = None  # the key policy of a key to create
+    users: list[str] = field(default_factory=list)
+    admins: list[str] = field(default_factory=list)
+    policy_text: str | None = None  # the key policy of an existing key, when known
+
+    @property
+    def create(self) -> bool:
+        return self.variable is not None
+
+    @property
+    def ref(self) -> str:
+        """What a request names the key with: its ARN, or the placeholder of a new key."""
+        return self.arn if self.arn else "${" + str(self.variable) + "}"
+
+    @property
+    def policy_file(self) -> str:
+        return f"key-policy-{self.account_id}-{self.region}.json"
+
+
+@dataclass
+class Plan:
+    targets: list[Target] = field(default_factory=list)
+    keys: list[KeyChoice] = field(default_factory=list)
+    steps: list[Step] = field(default_factory=list)
+    manual_steps: list[ManualStep] = field(default_factory=list)
+    warnings: list[str] = field(default_factory=list)
+    snapshot: str = ""
+    collected_at: str | None = None
+    nothing_message: str = ""
+
+    @property
+    def empty(self) -> bool:
+        return not self.targets
+
+    @property
+    def account_ids(self) -> list[str]:
+        return sorted({s.account_id for s in self.steps} | {m.account_id for m in self.manual_steps})
+
+    @property
+    def regions(self) -> list[str]:
+        return sorted({t.region for t in self.targets})
+
+    @property
+    def job_steps(self) -> list[Step]:
+        return [s for s in self.steps if s.operation == "CreateModelCustomizationJob"]
+
+
+# --------------------------------------------------------------------------- snapshot helpers
+
+
+def query_rows(connection, sql: str, params: Sequence[Any] = ()) -> list[dict[str, Any]]:
+    result = run_query(connection, sql, tuple(params))
+    return [dict(zip(result.columns, row)) for row in result.rows]
+
+def json_value(value: Any) -> Any:
+    if value is None or not isinstance(value, str):
+        return value
+    try:
+        return json.loads(value)
+    except ValueError:
+        return value

@@ -1,0 +1,89 @@
+"""Shared by the remediate tests: what moto holds, a small estate on the moto server, the
+generated script run with the real AWS CLI, and proxy rules that fail a call once."""
+
+from __future__ import annotations
+
+import os
+import shutil
+import subprocess
+import threading
+from pathlib import Path
+
+import boto3
+
+from bedrock_sql.estate import SeededModel, seed_models
+from bedrock_sql.remediate import SCRIPT_NAME
+
+from e2e_helpers import AwsRequest, CannedResponse, Rule, cli_env, describe, run_cli
+
+ACCOUNT = "123456789012"  # moto's default account
+REGION = "us-east-1"
+ALIAS = "alias/bedrock-cmk"
+
+
+def backends(account: str = ACCOUNT):
+    """moto's Bedrock and KMS backends of ``account`` (shared with the in-process moto server)."""
+    from moto.bedrock.models import bedrock_backends
+    from moto.kms.models import kms_backends
+
+    return bedrock_backends[account], kms_backends[account]
+
+
+def counts(regions=("us-east-1", "eu-west-1")) -> dict[str, int]:
+    """Customization jobs, KMS keys and aliases (AWS managed ones left out) that moto holds."""
+    bedrock, kms = backends()
+    return {
+        "jobs": sum(len(bedrock[r].model_customization_jobs) for r in regions),
+        "keys": sum(len(kms[r].keys) for r in regions),
+        "aliases": sum(
+            1 for r in regions for key in kms[r].keys.values() for name in key.aliases if not name.startswith("alias/aws/")
+        ),
+    }
+
+
+def seed_and_collect(server_session: boto3.Session, moto_url: str, cwd: Path, models: int = 1) -> list[SeededModel]:
+    """``models`` failing fine-tuned models (Bedrock-owned key) in us-east-1, collected into cwd/bedrock.db."""
+    seeded = seed_models(server_session, REGION, models, endpoint_url=moto_url)
+    collected = run_cli(["collect", "--region", REGION], cwd=cwd, env=cli_env(moto_url))
+    assert collected.returncode == 0, describe(collected)
+    return seeded
+
+
+def write_script(cwd: Path, moto_url: str, alias: str = ALIAS) -> Path:
+    """``remediate --create-key --alias ALIAS`` into cwd/plan; the script's path."""
+    written = run_cli(["remediate", "--create-key", "--alias", alias, "--out-dir", str(cwd / "plan")], cwd=cwd, env=cli_env(moto_url))
+    assert written.returncode == 0, describe(written)
+    return cwd / "plan" / SCRIPT_NAME
+
+
+def run_script(script: Path, endpoint_url: str, path: str | None = None) -> subprocess.CompletedProcess:
+    """The script under bash, its AWS CLI pointed at ``endpoint_url`` (moto, or a proxy in front of it).
+
+    ``path`` replaces PATH (a fake ``aws`` first, say); by default the machine's PATH, where
+    the real AWS CLI is.
+    """
+    env = cli_env(endpoint_url, PATH=path if path is not None else os.environ["PATH"])
+    bash = shutil.which("bash") or "/bin/bash"  # found on the test's PATH, whatever ``path`` holds
+    return subprocess.run([bash, str(script)], env=env, capture_output=True, text=True, timeout=240)
+
+
+def key_by_alias(server_session: boto3.Session, moto_url: str, alias: str = ALIAS) -> dict:
+    kms = server_session.client("kms", region_name=REGION, endpoint_url=moto_url)
+    return kms.describe_key(KeyId=alias)["KeyMetadata"]
+
+
+def fail_once(service: str, operation: str, *, nth: int = 1, code: str = "AccessDeniedException") -> Rule:
+    """A rule that answers the ``nth`` call of ``operation`` with HTTP 403 ``code``, and only that call."""
+    lock = threading.Lock()
+    seen = [0]
+
+    def rule(request: AwsRequest) -> CannedResponse | None:
+        if request.service != service or request.operation != operation:
+            return None
+        with lock:
+            seen[0] += 1
+            if seen[0] != nth:
+                return None
+        return CannedResponse.aws_error_for(request, 403, code, f"denied by the test ({operation} #{nth})")
+
+    return rule

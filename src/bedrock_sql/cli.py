@@ -9,8 +9,6 @@ import functools
 import os
 import sys
 import tempfile
-import threading
-import time
 from pathlib import Path
 
 import click
@@ -18,11 +16,11 @@ import click
 from . import __version__
 from .accounts import resolve_scope
 from .aws import DEFAULT_MAX_WORKERS, ApiError, AwsOptions
-from .engine import ErrorLog, ErrorRecord
+from .engine import ErrorLog
 from .errors import BOTOCORE_FAILURES, UserError, api_call_of, aws_failure_message
 from .render import FORMATS, render
 from .report import CHECK_FORMATS
-from .snapshot import CollectResult, collect
+from .progress import collect_with_progress, echo_errors
 from .sql import StatementTimeout, checked_timeout, live_connection, run_query, snapshot_connection
 
 EXIT_OK, EXIT_PARTIAL, EXIT_USAGE = 0, 2, 2
@@ -86,7 +84,21 @@ def aws_options(fn):
     return wrapper
 
 
-@click.group(context_settings={"help_option_names": ["-h", "--help"]})
+class _ReaderLeft(Exception):
+    """stdout's reader went away (``bedrock-sql query ... | head``); args: the command."""
+
+
+class _Group(click.Group):
+    def invoke(self, ctx: click.Context):
+        # click answers a broken pipe itself with exit 1 (the code that means "alarm"): take
+        # it first, as something click does not catch, and let main() exit 0.
+        try:
+            return super().invoke(ctx)
+        except BrokenPipeError:
+            raise _ReaderLeft(ctx.invoked_subcommand) from None
+
+
+@click.group(cls=_Group, context_settings={"help_option_names": ["-h", "--help"]})
 @click.version_option(__version__, prog_name="bedrock-sql")
 @click.option(
     "--db",
@@ -117,82 +129,8 @@ def collect_command(ctx, aws: AwsOptions, quiet: bool, force: bool):
 
     db = ctx.obj["db"]
     check_replaceable(db, force=force)  # before any AWS call: say so at once (collect checks again)
-    result = _collect_with_progress(resolve_scope(aws), db, aws.max_workers, quiet, force=force)
+    result = collect_with_progress(resolve_scope(aws), db, aws.max_workers, quiet, force=force)
     ctx.exit(EXIT_PARTIAL if result.errors else EXIT_OK)
-
-
-def _collect_with_progress(scope, db: Path, max_workers: int, quiet: bool, destination: str | None = None,
-                           force: bool = False) -> CollectResult:
-    from .providers import TABLES
-
-    started = time.monotonic()
-    with _progress(len(scope.units) * len(TABLES), not quiet and sys.stderr.isatty()) as advance:
-        result = collect(scope, db, max_workers=max_workers, on_unit_done=advance, force=force)
-    if not quiet:
-        _print_collect_summary(result, time.monotonic() - started, destination or str(result.path))
-    return result
-
-
-class _progress:
-    """A click progress bar on stderr, advanced from worker threads; silent when piped."""
-
-    def __init__(self, length: int, enabled: bool):
-        self.bar = (
-            click.progressbar(length=length, label="Collecting", file=sys.stderr, show_pos=True)
-            if enabled
-            else None
-        )
-        self.lock = threading.Lock()
-
-    def __enter__(self):
-        if self.bar:
-            self.bar.__enter__()
-        return self.advance
-
-    def advance(self, table_name, unit):
-        if self.bar:
-            with self.lock:
-                self.bar.update(1)
-
-    def __exit__(self, *exc):
-        if self.bar:
-            self.bar.__exit__(*exc)
-
-
-def _print_collect_summary(result: CollectResult, seconds: float, destination: str) -> None:
-    counts = ", ".join(f"{n} {name}" for name, n in result.row_counts.items())
-    echo = functools.partial(click.echo, err=True)
-    echo(
-        f"Collected {counts} from {len(result.scope.accounts)} account(s) and "
-        f"{len(result.scope.regions)} region(s) in {seconds:.1f}s ({result.api_calls} API calls) -> {destination}"
-    )
-    for note in result.scope.notes:
-        echo(f"Note: {note}")
-    failed = result.scope.failed_accounts
-    if failed:
-        echo(f"Partial snapshot: {len(failed)} account(s) could not be reached (recorded in bedrock_sql_errors "
-             "for every table and region; the controls answer error there):")
-        for account in failed[:10]:
-            echo(f"  {account}")
-        if len(failed) > 10:
-            echo(f"  ... and {len(failed) - 10} more")
-    unreached = {a.account_id for a in failed}
-    errors = [e for e in result.errors if e.account_id not in unreached]
-    if errors:
-        echo(f"Partial snapshot: {len(errors)} AWS call(s) failed (see table bedrock_sql_errors):")
-        _echo_errors(errors)
-
-
-def _echo_errors(errors: list[ErrorRecord], limit: int = 10) -> None:
-    for record in errors[:limit]:
-        what = f" {record.resource}" if record.resource else ""
-        click.echo(
-            f"  {record.account_id}/{record.region} {record.table_name}: {record.operation}{what}: "
-            f"{record.error_code}: {record.message}",
-            err=True,
-        )
-    if len(errors) > limit:
-        click.echo(f"  ... and {len(errors) - limit} more", err=True)
 
 
 # --- query ----------------------------------------------------------------------------
@@ -261,7 +199,7 @@ def query_command(ctx, sql, sql_file, fmt, live, timeout, aws: AwsOptions):
             render(result.columns, result.rows, fmt, sys.stdout)
         if errors:
             click.echo(f"warning: {len(errors)} AWS call(s) failed; these results are incomplete:", err=True)
-            _echo_errors(errors.records())
+            echo_errors(errors.records())
             ctx.exit(EXIT_PARTIAL)
         return
     with snapshot_connection(ctx.obj["db"], timeout=timeout) as connection:
@@ -362,7 +300,7 @@ def check_command(ctx, control_ids, severity, fmt, exports, live, query_dirs, ti
             with tempfile.TemporaryDirectory(prefix="bedrock-sql-live-") as folder:
                 db = Path(folder) / "live.db"
                 scope = resolve_scope(aws)
-                _collect_with_progress(scope, db, aws.max_workers, quiet=fmt in MACHINE_FORMATS,
+                collect_with_progress(scope, db, aws.max_workers, quiet=fmt in MACHINE_FORMATS,
                                        destination="a throw-away snapshot for --live")
                 with snapshot_connection(db, timeout=timeout) as connection:
                     result = run_check(connection, controls, [stdout, *export_outputs])
@@ -526,10 +464,15 @@ def main(argv: list[str] | None = None) -> None:
     except (click.Abort, KeyboardInterrupt):
         # Ctrl-C (click reports it as Abort). The partial snapshot is already gone.
         _exit_now("bedrock-sql: interrupted", EXIT_INTERRUPTED)
-    except BrokenPipeError:
-        # `bedrock-sql query ... | head`: the reader left; that is not an error.
-        sys.stderr.close()
+    except (BrokenPipeError, _ReaderLeft) as exc:
+        # `bedrock-sql query ... | head`: the reader left; that is not an error. Point stdout
+        # at /dev/null so the flush at interpreter exit cannot fail again (and exit 1).
+        os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
         code = 0
+        if exc.args and exc.args[0] == "check":
+            # Not every finding was judged and written: exit 0 would read as "all clear".
+            click.echo("bedrock-sql: error: stdout was closed before every finding was written: no verdict", err=True)
+            code = EXIT_USAGE
     except AWS_FAILURES as exc:
         # Outside the AWS commands, whose own mapping (aws_options) also knows --endpoint-url.
         click.echo(f"bedrock-sql: error: {aws_failure_message(exc, os.environ.get('AWS_ENDPOINT_URL'))}", err=True)

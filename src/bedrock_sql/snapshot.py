@@ -156,7 +156,10 @@ def collect(
         register(connection, engine, tables)
         connection.execute("ATTACH ? AS snapshot", (str(partial),))
         # The partial file is thrown away on failure, so no journal is needed while writing.
-        connection.execute("PRAGMA snapshot.journal_mode=OFF; PRAGMA snapshot.synchronous=OFF")
+        # One statement each, fetched: apsw runs a script's next statement only once the
+        # rows of the one before (journal_mode answers one) have been read.
+        connection.execute("PRAGMA snapshot.journal_mode=OFF").fetchall()
+        connection.execute("PRAGMA snapshot.synchronous=OFF").fetchall()
         counts: dict[str, int] = {}
         with connection:
             for table in tables.values():
@@ -195,6 +198,8 @@ def collect(
         connection.execute("DETACH snapshot")
         connection.close()
         _fsync(partial)
+        # Checked again: a file that is no snapshot may have appeared there while we collected.
+        check_replaceable(target, force=force)
         os.replace(partial, target)
         _fsync(target.parent)
     except BaseException:

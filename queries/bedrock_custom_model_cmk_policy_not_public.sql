@@ -16,13 +16,6 @@
 -- info   the key lives in another account, which this scan cannot inspect
 -- error  the model, its key or its key policy could not be read
 WITH
-model_errors AS (
-  SELECT resource, min(operation || ' failed with ' || error_code) AS cause
-  FROM bedrock_sql_errors
-  WHERE table_name = 'aws_bedrock_custom_model' AND resource IS NOT NULL
-    AND operation <> 'ListTagsForResource'  -- lost tags, not the details the verdict needs
-  GROUP BY resource
-),
 statements AS (  -- every statement of every key policy (Statement may be one object or a list)
   SELECT k.arn AS key_arn, s.value AS statement
   FROM aws_kms_key k,
@@ -39,59 +32,48 @@ public_statements AS (
     AND (json_extract(statement, '$.Principal') = '*'
          OR EXISTS (SELECT 1 FROM json_each(statement, '$.Principal.AWS') p WHERE p.value = '*'))
   GROUP BY key_arn
-),
-models AS (
-  SELECT m.*,
-         json_extract('["' || replace(m.model_kms_key_arn, ':', '","') || '"]', '$[4]') AS key_account
-  FROM aws_bedrock_custom_model m
-  WHERE m.owner_account_id IS NULL OR m.owner_account_id = m.account_id
 )
 SELECT
-  m.arn AS resource,
+  e.arn AS resource,
   CASE
-    WHEN me.resource IS NOT NULL THEN 'error'
-    WHEN m.model_kms_key_arn IS NULL THEN 'skip'
-    WHEN k.key_manager = 'AWS' THEN 'skip'
+    WHEN e.details_error IS NOT NULL THEN 'error'
+    WHEN e.key_reference IS NULL THEN 'skip'
+    WHEN e.key_manager = 'AWS' THEN 'skip'
     WHEN p.key_arn IS NOT NULL THEN 'alarm'
-    WHEN k.policy IS NOT NULL THEN 'ok'
-    WHEN k.arn IS NULL AND m.key_account <> m.account_id THEN 'info'
+    WHEN e.key_policy IS NOT NULL THEN 'ok'
+    WHEN NOT e.key_found AND e.key_account_id <> e.account_id THEN 'info'
     ELSE 'error'
   END AS status,
   CASE
-    WHEN me.resource IS NOT NULL THEN
-      'The details of ' || m.model_name || ' could not be read (' || me.cause || '), so its key is unknown.'
-    WHEN m.model_kms_key_arn IS NULL THEN
-      m.model_name || ' uses the Bedrock-owned key; there is no key policy of yours to check.'
-    WHEN k.key_manager = 'AWS' THEN
-      'Key ' || k.title || ' of ' || m.model_name || ' is AWS managed; its policy is set by AWS.'
+    WHEN e.details_error IS NOT NULL THEN
+      'The details of ' || e.model_name || ' could not be read (' || e.details_error || '), so its key is unknown.'
+    WHEN e.key_reference IS NULL THEN
+      e.model_name || ' uses the Bedrock-owned key; there is no key policy of yours to check.'
+    WHEN e.key_manager = 'AWS' THEN
+      'Key ' || e.key_title || ' of ' || e.model_name || ' is AWS managed; its policy is set by AWS.'
     WHEN p.key_arn IS NOT NULL THEN
-      'The policy of key ' || k.title || ' of ' || m.model_name
+      'The policy of key ' || e.key_title || ' of ' || e.model_name
         || ' allows any principal without a condition (statement ' || p.sids || ').'
-    WHEN k.policy IS NOT NULL THEN
-      'The policy of key ' || k.title || ' of ' || m.model_name || ' allows no wildcard principal without a condition.'
-    WHEN k.arn IS NULL AND m.key_account <> m.account_id THEN
-      'Key ' || m.model_kms_key_arn || ' of ' || m.model_name || ' lives in account ' || m.key_account
+    WHEN e.key_policy IS NOT NULL THEN
+      'The policy of key ' || e.key_title || ' of ' || e.model_name || ' allows no wildcard principal without a condition.'
+    WHEN NOT e.key_found AND e.key_account_id <> e.account_id THEN
+      'Key ' || e.key_reference || ' of ' || e.model_name || ' lives in account ' || e.key_account_id
         || ', which this scan cannot inspect.'
     ELSE
-      'The policy of key ' || coalesce(k.title, m.model_kms_key_arn) || ' of ' || m.model_name || ' could not be read.'
+      'The policy of key ' || coalesce(e.key_title, e.key_reference) || ' of ' || e.model_name || ' could not be read.'
   END AS reason,
-  m.account_id,
-  m.region,
-  m.model_name,
-  m.model_kms_key_arn AS kms_key_arn
-FROM models m
-LEFT JOIN model_errors me ON me.resource = m.arn
-LEFT JOIN aws_kms_key k ON k.arn = m.model_kms_key_arn
-LEFT JOIN public_statements p ON p.key_arn = k.arn
+  e.account_id,
+  e.region,
+  e.model_name,
+  e.key_reference AS kms_key_arn
+FROM bedrock_model_encryption e
+LEFT JOIN public_statements p ON p.key_arn = e.key_arn AND e.key_found
+WHERE e.table_name = 'aws_bedrock_custom_model' AND e.owned_by_account
 
 UNION ALL
 
-SELECT
-  account_id || '/' || region AS resource,
-  'error' AS status,
-  'The custom models of ' || account_id || '/' || region || ' could not be listed ('
-    || min(operation || ' failed with ' || error_code || ': ' || message) || ').' AS reason,
-  account_id, region, NULL, NULL
-FROM bedrock_sql_errors
-WHERE table_name = 'aws_bedrock_custom_model' AND resource IS NULL
-GROUP BY account_id, region
+SELECT account_id || '/' || region, 'error',
+       'The custom models of ' || account_id || '/' || region || ' could not be listed (' || detail || ').',
+       account_id, region, NULL, NULL
+FROM bedrock_listing_error
+WHERE table_name = 'aws_bedrock_custom_model'

@@ -14,84 +14,53 @@
 --        (imported key material, external or CloudHSM key stores, asymmetric or HMAC keys)
 -- info   the key lives in another account, which this scan cannot inspect
 -- error  the model, its key or its rotation status could not be read
-WITH
-model_errors AS (
-  SELECT resource, min(operation || ' failed with ' || error_code) AS cause
-  FROM bedrock_sql_errors
-  WHERE table_name = 'aws_bedrock_custom_model' AND resource IS NOT NULL
-    AND operation <> 'ListTagsForResource'  -- lost tags, not the details the verdict needs
-  GROUP BY resource
-),
-key_errors AS (
-  SELECT account_id, region, resource, min(operation || ' failed with ' || error_code) AS cause
-  FROM bedrock_sql_errors
-  WHERE table_name = 'aws_kms_key'
-  GROUP BY account_id, region, resource
-),
-models AS (
-  SELECT m.*,
-         json_extract('["' || replace(m.model_kms_key_arn, ':', '","') || '"]', '$[4]') AS key_account
-  FROM aws_bedrock_custom_model m
-  WHERE m.owner_account_id IS NULL OR m.owner_account_id = m.account_id
-)
 SELECT
-  m.arn AS resource,
+  e.arn AS resource,
   CASE
-    WHEN me.resource IS NOT NULL THEN 'error'
-    WHEN m.model_kms_key_arn IS NULL THEN 'skip'
-    WHEN k.key_manager = 'AWS' THEN 'skip'
-    WHEN k.origin <> 'AWS_KMS' OR k.key_spec <> 'SYMMETRIC_DEFAULT' THEN 'skip'
-    WHEN k.key_rotation_enabled = 1 THEN 'ok'
-    WHEN k.key_rotation_enabled = 0 THEN 'alarm'
-    WHEN k.arn IS NULL AND m.key_account <> m.account_id THEN 'info'
-    WHEN k.key_state = 'PendingDeletion' THEN 'skip'
+    WHEN e.details_error IS NOT NULL THEN 'error'
+    WHEN e.key_reference IS NULL THEN 'skip'
+    WHEN e.key_manager = 'AWS' THEN 'skip'
+    WHEN e.key_origin <> 'AWS_KMS' OR e.key_spec <> 'SYMMETRIC_DEFAULT' THEN 'skip'
+    WHEN e.key_rotation_enabled = 1 THEN 'ok'
+    WHEN e.key_rotation_enabled = 0 THEN 'alarm'
+    WHEN NOT e.key_found AND e.key_account_id <> e.account_id THEN 'info'
+    WHEN e.key_state = 'PendingDeletion' THEN 'skip'
     ELSE 'error'
   END AS status,
   CASE
-    WHEN me.resource IS NOT NULL THEN
-      'The details of ' || m.model_name || ' could not be read (' || me.cause || '), so its key is unknown.'
-    WHEN m.model_kms_key_arn IS NULL THEN
-      m.model_name || ' uses the Bedrock-owned key; there is no key of yours to rotate.'
-    WHEN k.key_manager = 'AWS' THEN
-      'Key ' || k.title || ' of ' || m.model_name || ' is AWS managed; AWS rotates it every year.'
-    WHEN k.origin <> 'AWS_KMS' OR k.key_spec <> 'SYMMETRIC_DEFAULT' THEN
-      'Automatic rotation does not apply to key ' || k.title || ' of ' || m.model_name
-        || ' (origin ' || k.origin || ', spec ' || k.key_spec || ').'
-    WHEN k.key_rotation_enabled = 1 THEN
-      'Automatic rotation is on for key ' || k.title || ' of ' || m.model_name || '.'
-    WHEN k.key_rotation_enabled = 0 THEN
-      'Automatic rotation is off for key ' || k.title || ' of ' || m.model_name || '.'
-    WHEN k.arn IS NULL AND m.key_account <> m.account_id THEN
-      'Key ' || m.model_kms_key_arn || ' of ' || m.model_name || ' lives in account ' || m.key_account
+    WHEN e.details_error IS NOT NULL THEN
+      'The details of ' || e.model_name || ' could not be read (' || e.details_error || '), so its key is unknown.'
+    WHEN e.key_reference IS NULL THEN
+      e.model_name || ' uses the Bedrock-owned key; there is no key of yours to rotate.'
+    WHEN e.key_manager = 'AWS' THEN
+      'Key ' || e.key_title || ' of ' || e.model_name || ' is AWS managed; AWS rotates it every year.'
+    WHEN e.key_origin <> 'AWS_KMS' OR e.key_spec <> 'SYMMETRIC_DEFAULT' THEN
+      'Automatic rotation does not apply to key ' || e.key_title || ' of ' || e.model_name
+        || ' (origin ' || e.key_origin || ', spec ' || e.key_spec || ').'
+    WHEN e.key_rotation_enabled = 1 THEN
+      'Automatic rotation is on for key ' || e.key_title || ' of ' || e.model_name || '.'
+    WHEN e.key_rotation_enabled = 0 THEN
+      'Automatic rotation is off for key ' || e.key_title || ' of ' || e.model_name || '.'
+    WHEN NOT e.key_found AND e.key_account_id <> e.account_id THEN
+      'Key ' || e.key_reference || ' of ' || e.model_name || ' lives in account ' || e.key_account_id
         || ', which this scan cannot inspect.'
-    WHEN k.key_state = 'PendingDeletion' THEN
-      'Key ' || k.title || ' of ' || m.model_name || ' is pending deletion; rotation no longer applies.'
+    WHEN e.key_state = 'PendingDeletion' THEN
+      'Key ' || e.key_title || ' of ' || e.model_name || ' is pending deletion; rotation no longer applies.'
     ELSE
-      'The rotation status of key ' || coalesce(k.title, m.model_kms_key_arn) || ' of ' || m.model_name
-        || ' could not be read' || coalesce(' (' || ke.cause || ')', '') || '.'
+      'The rotation status of key ' || coalesce(e.key_title, e.key_reference) || ' of ' || e.model_name
+        || ' could not be read' || coalesce(' (' || e.key_error || ')', '') || '.'
   END AS reason,
-  m.account_id,
-  m.region,
-  m.model_name,
-  m.model_kms_key_arn AS kms_key_arn
-FROM models m
-LEFT JOIN model_errors me ON me.resource = m.arn
-LEFT JOIN aws_kms_key k ON k.arn = m.model_kms_key_arn
-LEFT JOIN key_errors ke  -- at most one per model (else it would be reported twice): the key's own, else the unit's
-  ON ke.account_id = m.account_id AND ke.region = m.region
- AND ke.resource IS (SELECT e.resource FROM key_errors e
-                     WHERE e.account_id = m.account_id AND e.region = m.region
-                       AND (e.resource IS NULL OR e.resource = m.model_kms_key_arn)
-                     ORDER BY e.resource IS NULL LIMIT 1)
+  e.account_id,
+  e.region,
+  e.model_name,
+  e.key_reference AS kms_key_arn
+FROM bedrock_model_encryption e
+WHERE e.table_name = 'aws_bedrock_custom_model' AND e.owned_by_account
 
 UNION ALL
 
-SELECT
-  account_id || '/' || region AS resource,
-  'error' AS status,
-  'The custom models of ' || account_id || '/' || region || ' could not be listed ('
-    || min(operation || ' failed with ' || error_code || ': ' || message) || ').' AS reason,
-  account_id, region, NULL, NULL
-FROM bedrock_sql_errors
-WHERE table_name = 'aws_bedrock_custom_model' AND resource IS NULL
-GROUP BY account_id, region
+SELECT account_id || '/' || region, 'error',
+       'The custom models of ' || account_id || '/' || region || ' could not be listed (' || detail || ').',
+       account_id, region, NULL, NULL
+FROM bedrock_listing_error
+WHERE table_name = 'aws_bedrock_custom_model'

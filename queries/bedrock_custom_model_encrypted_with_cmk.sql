@@ -16,75 +16,65 @@
 -- alarm  no key (Bedrock-owned key), or an AWS managed key
 -- info   the key lives in another account, which this scan cannot inspect
 -- error  the model's details, its key, or its account/region listing could not be read
-WITH
-model_errors AS (  -- GetCustomModel failed: the model's key is unknown
-  SELECT resource, min(operation || ' failed with ' || error_code) AS cause
-  FROM bedrock_sql_errors
-  WHERE table_name = 'aws_bedrock_custom_model' AND resource IS NOT NULL
-    AND operation <> 'ListTagsForResource'  -- lost tags, not the details the verdict needs
-  GROUP BY resource
-),
-key_listing_errors AS (  -- the keys of a whole account/region could not be listed
-  SELECT account_id, region, min(operation || ' failed with ' || error_code) AS cause
-  FROM bedrock_sql_errors
-  WHERE table_name = 'aws_kms_key' AND resource IS NULL
-  GROUP BY account_id, region
-),
-models AS (  -- models owned by the scanned account, with the account their key lives in
-  SELECT m.*,
-         -- field 5 of arn:partition:kms:region:ACCOUNT:key/id
-         json_extract('["' || replace(m.model_kms_key_arn, ':', '","') || '"]', '$[4]') AS key_account
-  FROM aws_bedrock_custom_model m
-  WHERE m.owner_account_id IS NULL OR m.owner_account_id = m.account_id
-)
+-- Every row carries in_use (1 when a provisioned throughput or a custom model deployment
+-- serves the model) and served_by (their ARNs, a JSON array); an alarm's reason names them.
+SELECT * FROM (
 SELECT
-  m.arn AS resource,
+  e.arn AS resource,
   CASE
-    WHEN me.resource IS NOT NULL THEN 'error'
-    WHEN m.model_kms_key_arn IS NULL THEN 'alarm'
-    WHEN k.key_manager = 'CUSTOMER' THEN 'ok'
-    WHEN k.key_manager = 'AWS' THEN 'alarm'
-    WHEN m.key_account <> m.account_id THEN 'info'
+    WHEN e.details_error IS NOT NULL THEN 'error'
+    WHEN e.key_reference IS NULL THEN 'alarm'
+    WHEN e.key_manager = 'CUSTOMER' THEN 'ok'
+    WHEN e.key_manager = 'AWS' THEN 'alarm'
+    WHEN e.key_account_id <> e.account_id THEN 'info'
     ELSE 'error'
   END AS status,
   CASE
-    WHEN me.resource IS NOT NULL THEN
-      'The details of ' || m.model_name || ' could not be read (' || me.cause || '), so its key is unknown.'
-    WHEN m.model_kms_key_arn IS NULL THEN
-      m.model_name || ' is encrypted with the Bedrock-owned key, not a customer-managed key.'
-    WHEN k.key_manager = 'CUSTOMER' THEN
-      m.model_name || ' is encrypted with customer-managed key ' || k.title || ' (' || k.arn || ').'
-    WHEN k.key_manager = 'AWS' THEN
-      m.model_name || ' is encrypted with AWS managed key ' || k.title || ', not a customer-managed key.'
-    WHEN m.key_account <> m.account_id THEN
-      m.model_name || ' is encrypted with key ' || m.model_kms_key_arn || ' in account ' || m.key_account
+    WHEN e.details_error IS NOT NULL THEN
+      'The details of ' || e.model_name || ' could not be read (' || e.details_error || '), so its key is unknown.'
+    WHEN e.key_reference IS NULL THEN
+      e.model_name || ' is encrypted with the Bedrock-owned key, not a customer-managed key'
+        || coalesce('; it is in use by ' || (SELECT group_concat(value, ', ') FROM json_each(e.served_by)), '') || '.'
+    WHEN e.key_manager = 'CUSTOMER' THEN
+      e.model_name || ' is encrypted with customer-managed key ' || e.key_title || ' (' || e.key_arn || ').'
+    WHEN e.key_manager = 'AWS' THEN
+      e.model_name || ' is encrypted with AWS managed key ' || e.key_title || ', not a customer-managed key'
+        || coalesce('; it is in use by ' || (SELECT group_concat(value, ', ') FROM json_each(e.served_by)), '') || '.'
+    WHEN e.key_account_id <> e.account_id THEN
+      e.model_name || ' is encrypted with key ' || e.key_reference || ' in account ' || e.key_account_id
         || ', which this scan cannot inspect.'
-    WHEN kle.account_id IS NOT NULL THEN
-      'The keys of ' || m.account_id || '/' || m.region || ' could not be listed (' || kle.cause
-        || '), so the key of ' || m.model_name || ' is unknown.'
+    WHEN e.key_listing_error IS NOT NULL THEN
+      'The keys of ' || e.key_account_id || '/' || e.key_region || ' could not be listed (' || e.key_listing_error
+        || '), so the key of ' || e.model_name || ' is unknown.'
+    WHEN e.alias_listing_error IS NOT NULL THEN
+      'The aliases of ' || e.key_account_id || '/' || e.key_region || ' could not be listed (' || e.alias_listing_error
+        || '), so the key of ' || e.model_name || ' (' || e.key_reference || ') is unknown.'
+    WHEN e.key_arn IS NULL THEN
+      e.model_name || ' names alias ' || e.key_reference
+        || ', which points at no key this scan found; whether it is customer-managed is unknown.'
     ELSE
-      m.model_name || ' names key ' || m.model_kms_key_arn
+      e.model_name || ' names key ' || e.key_reference
         || ', which could not be found or described; whether it is customer-managed is unknown.'
   END AS reason,
-  m.account_id,
-  m.region,
-  m.model_name,
-  m.model_kms_key_arn AS kms_key_arn,
-  k.key_manager
-FROM models m
-LEFT JOIN model_errors me ON me.resource = m.arn
-LEFT JOIN aws_kms_key k ON k.arn = m.model_kms_key_arn
-LEFT JOIN key_listing_errors kle ON kle.account_id = m.account_id AND kle.region = m.region
+  e.account_id,
+  e.region,
+  e.model_name,
+  e.key_reference AS kms_key_arn,
+  e.key_manager,
+  e.in_use,
+  e.served_by
+FROM bedrock_model_encryption e
+WHERE e.table_name = 'aws_bedrock_custom_model' AND e.owned_by_account
 
 UNION ALL
 
--- Account/regions whose models could not be listed: never a silent pass.
-SELECT
-  account_id || '/' || region AS resource,
-  'error' AS status,
-  'The custom models of ' || account_id || '/' || region || ' could not be listed ('
-    || min(operation || ' failed with ' || error_code || ': ' || message) || ').' AS reason,
-  account_id, region, NULL, NULL, NULL
-FROM bedrock_sql_errors
-WHERE table_name = 'aws_bedrock_custom_model' AND resource IS NULL
-GROUP BY account_id, region
+-- Account/regions whose custom models could not be listed: never a silent pass.
+SELECT account_id || '/' || region, 'error',
+       'The custom models of ' || account_id || '/' || region || ' could not be listed (' || detail || ').',
+       account_id, region, NULL, NULL, NULL, 0, '[]'
+FROM bedrock_listing_error
+WHERE table_name = 'aws_bedrock_custom_model'
+)
+-- Worst first, and among alarms the models in use first: they are the ones to fix first.
+ORDER BY CASE status WHEN 'error' THEN 0 WHEN 'alarm' THEN 1 WHEN 'info' THEN 2 WHEN 'skip' THEN 3 ELSE 4 END,
+         in_use DESC, resource

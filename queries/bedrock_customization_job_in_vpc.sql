@@ -12,14 +12,6 @@
 -- alarm  the job has no VPC configuration
 -- skip   the job was stopped or failed: it trains no model
 -- error  the job's details, or its account/region listing, could not be read
-WITH
-job_errors AS (
-  SELECT resource, min(operation || ' failed with ' || error_code) AS cause
-  FROM bedrock_sql_errors
-  WHERE table_name = 'aws_bedrock_model_customization_job' AND resource IS NOT NULL
-    AND operation <> 'ListTagsForResource'  -- lost tags, not the details the verdict needs
-  GROUP BY resource
-)
 SELECT
   j.arn AS resource,
   CASE
@@ -44,16 +36,12 @@ SELECT
   j.job_name,
   j.status AS job_status
 FROM aws_bedrock_model_customization_job j
-LEFT JOIN job_errors je ON je.resource = j.arn
+LEFT JOIN bedrock_resource_error je ON je.table_name = 'aws_bedrock_model_customization_job' AND je.resource = j.arn
 
 UNION ALL
 
-SELECT
-  account_id || '/' || region AS resource,
-  'error' AS status,
-  'The customization jobs of ' || account_id || '/' || region || ' could not be listed ('
-    || min(operation || ' failed with ' || error_code || ': ' || message) || ').' AS reason,
-  account_id, region, NULL, NULL
-FROM bedrock_sql_errors
-WHERE table_name = 'aws_bedrock_model_customization_job' AND resource IS NULL
-GROUP BY account_id, region
+SELECT account_id || '/' || region, 'error',
+       'The customization jobs of ' || account_id || '/' || region || ' could not be listed (' || detail || ').',
+       account_id, region, NULL, NULL
+FROM bedrock_listing_error
+WHERE table_name = 'aws_bedrock_model_customization_job'

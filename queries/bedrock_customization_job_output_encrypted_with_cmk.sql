@@ -14,19 +14,6 @@
 -- skip   the job was stopped or failed: it produces no model
 -- info   the key lives in another account, which this scan cannot inspect
 -- error  the job's details, its key, or its account/region listing could not be read
-WITH
-job_errors AS (
-  SELECT resource, min(operation || ' failed with ' || error_code) AS cause
-  FROM bedrock_sql_errors
-  WHERE table_name = 'aws_bedrock_model_customization_job' AND resource IS NOT NULL
-    AND operation <> 'ListTagsForResource'  -- lost tags, not the details the verdict needs
-  GROUP BY resource
-),
-jobs AS (
-  SELECT j.*,
-         json_extract('["' || replace(j.output_model_kms_key_arn, ':', '","') || '"]', '$[4]') AS key_account
-  FROM aws_bedrock_model_customization_job j
-)
 SELECT
   j.arn AS resource,
   CASE
@@ -61,18 +48,16 @@ SELECT
   j.job_name,
   j.status AS job_status,
   j.output_model_kms_key_arn AS kms_key_arn
-FROM jobs j
-LEFT JOIN job_errors je ON je.resource = j.arn
+FROM (SELECT *,  -- field 5 of arn:partition:kms:region:ACCOUNT:key/id
+             json_extract('["' || replace(output_model_kms_key_arn, ':', '","') || '"]', '$[4]') AS key_account
+      FROM aws_bedrock_model_customization_job) j
+LEFT JOIN bedrock_resource_error je ON je.table_name = 'aws_bedrock_model_customization_job' AND je.resource = j.arn
 LEFT JOIN aws_kms_key k ON k.arn = j.output_model_kms_key_arn
 
 UNION ALL
 
-SELECT
-  account_id || '/' || region AS resource,
-  'error' AS status,
-  'The customization jobs of ' || account_id || '/' || region || ' could not be listed ('
-    || min(operation || ' failed with ' || error_code || ': ' || message) || ').' AS reason,
-  account_id, region, NULL, NULL, NULL
-FROM bedrock_sql_errors
-WHERE table_name = 'aws_bedrock_model_customization_job' AND resource IS NULL
-GROUP BY account_id, region
+SELECT account_id || '/' || region, 'error',
+       'The customization jobs of ' || account_id || '/' || region || ' could not be listed (' || detail || ').',
+       account_id, region, NULL, NULL, NULL
+FROM bedrock_listing_error
+WHERE table_name = 'aws_bedrock_model_customization_job'

@@ -9,6 +9,12 @@ from collections.abc import Iterator
 import boto3
 import pytest
 
+from bedrock_sql import simulated_bedrock
+
+# moto has no imported models, import/copy jobs, provisioned throughput or deployments: teach
+# its Bedrock before any mock_aws or ThreadedMotoServer answers (see simulated_bedrock).
+simulated_bedrock.install()
+
 # Variables that would point boto3 at a real account, profile or endpoint.
 _AWS_ENV_TO_CLEAR = (
     "AWS_PROFILE",

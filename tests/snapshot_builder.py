@@ -41,6 +41,11 @@ MODELS = "aws_bedrock_custom_model"
 JOBS = "aws_bedrock_model_customization_job"
 KEYS = "aws_kms_key"
 ALIASES = "aws_kms_alias"
+IMPORTED_MODELS = "aws_bedrock_imported_model"
+IMPORT_JOBS = "aws_bedrock_model_import_job"
+COPY_JOBS = "aws_bedrock_model_copy_job"
+THROUGHPUTS = "aws_bedrock_provisioned_model_throughput"
+DEPLOYMENTS = "aws_bedrock_custom_model_deployment"
 
 _counter = itertools.count(1)
 
@@ -242,6 +247,99 @@ class SnapshotBuilder:
         row.update(cols)
         return self.insert(ALIASES, **row)
 
+    def _bedrock_row(self, table: str, kind: str, name: str, account_id: str, region: str, partition: str,
+                     defaults: dict[str, Any], cols: dict[str, Any]) -> dict[str, Any]:
+        """A row of a Bedrock table whose ARN is ``arn:...:bedrock:REGION:ACCOUNT:KIND/NAME``."""
+        arn = cols.pop("arn", None) or f"arn:{partition}:bedrock:{region}:{account_id}:{kind}/{name}"
+        row = {"arn": arn, **defaults, **self._common(account_id, region, partition, name, arn)}
+        if "tags" in self.columns[table]:
+            row["tags"] = {}
+        row.update(cols)
+        return self.insert(table, **row)
+
+    def add_imported_model(self, model_name: str | None = None, *, account_id: str = ACCOUNT, region: str = REGION,
+                           partition: str = PARTITION, **cols: Any) -> dict[str, Any]:
+        """An imported model (Custom Model Import); ``model_kms_key_arn`` defaults to NULL."""
+        name = model_name or f"imported-{next(_counter)}"
+        job_name = cols.pop("job_name", None) or f"{name}-import"
+        defaults = {
+            "model_name": name,
+            "job_name": job_name,
+            "job_arn": f"arn:{partition}:bedrock:{region}:{account_id}:model-import-job/{job_name}",
+            "model_data_source": {"s3DataSource": {"s3Uri": f"s3://models-{account_id}/{name}/"}},
+            "model_architecture": "llama3",
+            "model_kms_key_arn": None,
+            "instruct_supported": 1,
+            "creation_time": WHEN,
+        }
+        return self._bedrock_row(IMPORTED_MODELS, "imported-model", name, account_id, region, partition, defaults, cols)
+
+    def add_import_job(self, job_name: str | None = None, *, account_id: str = ACCOUNT, region: str = REGION,
+                       partition: str = PARTITION, **cols: Any) -> dict[str, Any]:
+        """A Completed model import job, no key."""
+        name = job_name or f"import-{next(_counter)}"
+        defaults = {
+            "job_name": name,
+            "status": "Completed",
+            "imported_model_name": f"{name}-model",
+            "imported_model_arn": f"arn:{partition}:bedrock:{region}:{account_id}:imported-model/{name}-model",
+            "imported_model_kms_key_arn": None,
+            "role_arn": f"arn:{partition}:iam::{account_id}:role/BedrockImport",
+            "model_data_source": {"s3DataSource": {"s3Uri": f"s3://models-{account_id}/{name}/"}},
+            "creation_time": WHEN,
+            "last_modified_time": WHEN,
+            "end_time": WHEN,
+        }
+        return self._bedrock_row(IMPORT_JOBS, "model-import-job", name, account_id, region, partition, defaults, cols)
+
+    def add_copy_job(self, source_model_arn: str, target_model_arn: str, *, account_id: str = ACCOUNT,
+                     region: str = REGION, partition: str = PARTITION, **cols: Any) -> dict[str, Any]:
+        """A Completed copy job from ``source_model_arn`` to ``target_model_arn``, no key."""
+        job_id = f"copy-{next(_counter)}"
+        defaults = {
+            "status": "Completed",
+            "source_account_id": source_model_arn.split(":")[4],
+            "source_model_arn": source_model_arn,
+            "source_model_name": source_model_arn.rsplit("/", 1)[-1],
+            "target_model_arn": target_model_arn,
+            "target_model_name": target_model_arn.rsplit("/", 1)[-1],
+            "target_model_kms_key_arn": None,
+            "target_model_tags": {},
+            "creation_time": WHEN,
+        }
+        return self._bedrock_row(COPY_JOBS, "model-copy-job", job_id, account_id, region, partition, defaults, cols)
+
+    def add_throughput(self, model_arn: str | None, name: str | None = None, *, account_id: str = ACCOUNT,
+                       region: str = REGION, partition: str = PARTITION, **cols: Any) -> dict[str, Any]:
+        """A provisioned throughput InService serving ``model_arn`` (``desired_model_arn`` too, unless given)."""
+        name = name or f"pt-{next(_counter)}"
+        defaults = {
+            "provisioned_model_name": name,
+            "model_arn": model_arn,
+            "desired_model_arn": model_arn,
+            "foundation_model_arn": f"arn:{partition}:bedrock:{region}::foundation-model/amazon.titan-text-express-v1:0:8k",
+            "model_units": 1,
+            "desired_model_units": 1,
+            "status": "InService",
+            "creation_time": WHEN,
+            "last_modified_time": WHEN,
+        }
+        return self._bedrock_row(THROUGHPUTS, "provisioned-model", name, account_id, region, partition, defaults, cols)
+
+    def add_deployment(self, model_arn: str, name: str | None = None, *, account_id: str = ACCOUNT,
+                       region: str = REGION, partition: str = PARTITION, **cols: Any) -> dict[str, Any]:
+        """An Active custom model deployment serving ``model_arn``."""
+        name = name or f"deployment-{next(_counter)}"
+        defaults = {
+            "model_deployment_name": name,
+            "model_arn": model_arn,
+            "status": "Active",
+            "created_at": WHEN,
+            "last_updated_at": WHEN,
+        }
+        return self._bedrock_row(DEPLOYMENTS, "custom-model-deployment", name, account_id, region, partition,
+                                 defaults, cols)
+
     def add_error(
         self,
         *,
@@ -292,6 +390,7 @@ def _sql_value(value: Any) -> Any:
 
 # The bundled controls, by id.
 SEED = "bedrock_custom_model_encrypted_with_cmk"
+IMPORTED_SEED = "bedrock_imported_model_encrypted_with_cmk"
 USABLE = "bedrock_custom_model_cmk_usable"
 ROTATION = "bedrock_custom_model_cmk_rotation_enabled"
 POLICY = "bedrock_custom_model_cmk_policy_not_public"

@@ -15,10 +15,12 @@ from pathlib import Path
 import pytest
 
 from helpers import run_main as cli
-from snapshot_builder import ACCOUNT, FOREIGN_ACCOUNT, WHEN, JOB_CMK, JOB_VPC, JOBS, MODELS, POLICY, ROTATION, SEED, USABLE, SnapshotBuilder
+from snapshot_builder import ACCOUNT, FOREIGN_ACCOUNT, IMPORTED_SEED, WHEN, JOB_CMK, JOB_VPC, JOBS, MODELS, POLICY, ROTATION, SEED, USABLE, SnapshotBuilder
 
-BUNDLED = {SEED, USABLE, ROTATION, POLICY, JOB_CMK, JOB_VPC}
-HIGH = {SEED, USABLE, POLICY, JOB_CMK}
+BUNDLED = {SEED, IMPORTED_SEED, USABLE, ROTATION, POLICY, JOB_CMK, JOB_VPC}
+HIGH = {SEED, IMPORTED_SEED, USABLE, POLICY, JOB_CMK}
+# The controls that give rows on these snapshots, which hold no imported model.
+JUDGED = BUNDLED - {IMPORTED_SEED}
 BASE_COLUMNS = ["control_id", "control_title", "severity", "status", "reason", "resource", "account_id", "region"]
 VPC = {"subnetIds": ["subnet-0a1"], "securityGroupIds": ["sg-01"]}
 
@@ -116,7 +118,7 @@ def controls_run(out: str) -> set[str]:
 def test_severity_high_runs_only_high_controls(capsys, ok_db: Path) -> None:
     code, out, _ = cli(capsys, "--db", ok_db, "check", "--severity", "high", "--output", "json")
     assert code == 0
-    assert controls_run(out) == HIGH
+    assert controls_run(out) == HIGH - {IMPORTED_SEED}
     assert {row["severity"] for row in json.loads(out)} == {"high"}
 
 
@@ -138,7 +140,7 @@ def test_csv_output_is_data_only_and_the_summary_goes_to_stderr(capsys, alarm_db
     assert rows[0][: len(BASE_COLUMNS)] == BASE_COLUMNS
     records = [dict(zip(rows[0], row)) for row in rows[1:]]
     assert len(records) == 10  # 2 models x 4 model controls + 1 job x 2 job controls
-    assert {r["control_id"] for r in records} == BUNDLED
+    assert {r["control_id"] for r in records} == JUDGED
     assert all(r["status"] in {"ok", "alarm", "info", "skip", "error"} for r in records)
     seed = [r for r in records if r["control_id"] == SEED]
     assert {(r["status"], r["account_id"], r["region"]) for r in seed} == {
@@ -237,7 +239,7 @@ def test_csv_neutralizes_formulas_in_names(capsys, tmp_path: Path) -> None:
 # --- controls and user controls --------------------------------------------------------------
 
 
-def test_controls_lists_the_six_bundled_ones(capsys) -> None:
+def test_controls_lists_the_bundled_ones(capsys) -> None:
     code, out, _ = cli(capsys, "controls", "--output", "json")
     assert code == 0
     rows = json.loads(out)
@@ -297,7 +299,7 @@ def test_user_control_is_listed_and_run(capsys, tmp_path: Path) -> None:
 
     # Without ids, check runs the bundled controls and the user's.
     code, out, _ = cli(capsys, "--db", snap.path, "check", "--queries", folder, "--output", "json")
-    assert controls_run(out) == BUNDLED | {"custom_model_has_owner_tag"}
+    assert controls_run(out) == JUDGED | {"custom_model_has_owner_tag"}
     # --severity applies to user controls too (this one is low).
     code, out, _ = cli(capsys, "--db", snap.path, "check", "--queries", folder, "--severity", "medium",
                        "--output", "json")
@@ -385,14 +387,16 @@ def test_groups_come_worst_first(capsys, error_db: Path) -> None:
     assert code == 2
     headings = [line.split()[0] for line in out.splitlines() if line.startswith("bedrock_")]
     # the four model controls have error rows (eu-west-1 could not be listed): they come
-    # first, high severity before medium; the two all-ok job controls come last
+    # first, high severity before medium; the two all-ok job controls come next, and the
+    # imported-model control (no imported models) last
     assert headings[:4] == [
         "bedrock_custom_model_cmk_policy_not_public",
         "bedrock_custom_model_cmk_usable",
         "bedrock_custom_model_encrypted_with_cmk",
         "bedrock_custom_model_cmk_rotation_enabled",
     ]
-    assert set(headings[4:]) == {"bedrock_customization_job_in_vpc", "bedrock_customization_job_output_encrypted_with_cmk"}
+    assert set(headings[4:6]) == {"bedrock_customization_job_in_vpc", "bedrock_customization_job_output_encrypted_with_cmk"}
+    assert headings[6:] == [IMPORTED_SEED]
 
 
 def test_a_severity_with_no_controls_says_so(capsys, ok_db: Path) -> None:

@@ -11,6 +11,7 @@ from pathlib import Path
 
 import pytest
 
+from bedrock_sql.providers import TABLES
 from bedrock_sql import snapshot
 from bedrock_sql.estate import seed_models
 from helpers import REGIONS, World, deny, fast_regions, region_of, world  # noqa: F401
@@ -242,7 +243,7 @@ def test_tables_lists_every_table_with_its_count(capsys, snap) -> None:
     assert code == 0 and err == ""
     rows = list(csv.DictReader(io.StringIO(out)))
     assert {r["table"]: int(r["rows"]) for r in rows} == counts
-    assert len(rows) == 6
+    assert len(rows) == len(TABLES) + 2  # every provider's table, errors and runs
     code, out, _ = run(capsys, "--db", str(path), "tables")
     assert code == 0
     for name, count in counts.items():

@@ -1,4 +1,4 @@
-"""The six bundled controls, on hand-built snapshots: every status each one can give.
+"""The bundled controls, on hand-built snapshots: every status each one can give.
 
 Each control's header lists the statuses it gives and when; every case is built here
 row by row (tests/snapshot_builder.py) and the exact status of each resource is asserted,
@@ -16,11 +16,11 @@ from bedrock_sql import estate as estate_module
 from bedrock_sql.controls import REQUIRED_COLUMNS, STATUSES, Finding, bundled_controls, load_controls, run_control
 from bedrock_sql.sql import run_query, snapshot_connection
 from snapshot_builder import (
-    ACCOUNT, FOREIGN_ACCOUNT, JOB_CMK, JOB_VPC, JOBS, KEYS, MODELS, POLICY, ROTATION, SEED, USABLE, SnapshotBuilder,
-    key_arn,
+    ACCOUNT, FOREIGN_ACCOUNT, IMPORTED_SEED, JOB_CMK, JOB_VPC, JOBS, KEYS, MODELS, POLICY, ROTATION, SEED, USABLE,
+    SnapshotBuilder, key_arn,
 )
 
-ALL_IDS = {SEED, USABLE, ROTATION, POLICY, JOB_CMK, JOB_VPC}
+ALL_IDS = {SEED, IMPORTED_SEED, USABLE, ROTATION, POLICY, JOB_CMK, JOB_VPC}
 MODEL_CONTROLS = (SEED, USABLE, ROTATION, POLICY)
 JOB_CONTROLS = (JOB_CMK, JOB_VPC)
 
@@ -74,7 +74,7 @@ def assert_finding(findings: dict[str, Finding], resource: str, status: str, *na
 # --- the control files themselves ---------------------------------------------------------
 
 
-def test_the_six_bundled_controls_and_their_headers() -> None:
+def test_the_bundled_controls_and_their_headers() -> None:
     assert set(CONTROLS) == ALL_IDS
     assert CONTROLS[SEED].severity == "high"
     for control in CONTROLS.values():
@@ -469,8 +469,11 @@ def test_every_control_on_the_demo_snapshot(demo) -> None:
             assert set(REQUIRED_COLUMNS) <= set(result.columns), control.id
     for control_id in ALL_IDS:
         findings = by_resource(path, control_id)  # valid statuses, sentences, one row per resource
-        assert findings, control_id
+        assert findings or control_id == IMPORTED_SEED, control_id
         assert not [f for f in findings.values() if f.status == "error"], control_id
+    with snapshot_connection(path) as connection:
+        imported = {arn for (arn,) in run_query(connection, "SELECT arn FROM aws_bedrock_imported_model").rows}
+    assert set(by_resource(path, IMPORTED_SEED)) == imported
     model_arns = {m.model_arn for m in estate.models}
     for control_id in MODEL_CONTROLS:
         assert set(by_resource(path, control_id)) == model_arns, control_id

@@ -159,6 +159,12 @@ def test_collect_three_regions_with_pagination_then_query_exact_estate(
         "aws_bedrock_model_customization_job": len(models),
         "aws_kms_key": len(keys),
         "aws_kms_alias": len(aliases),
+        # no imported models, copies, throughput or deployments in this estate
+        "aws_bedrock_imported_model": 0,
+        "aws_bedrock_model_import_job": 0,
+        "aws_bedrock_model_copy_job": 0,
+        "aws_bedrock_provisioned_model_throughput": 0,
+        "aws_bedrock_custom_model_deployment": 0,
         "bedrock_sql_errors": 0,
         "bedrock_sql_runs": 1,
     }

@@ -35,7 +35,8 @@ from bedrock_sql.controls import bundled_controls
 from bedrock_sql.errors import UserError
 from bedrock_sql.estate import SeededKey, SeededModel, create_key, seed_models
 from bedrock_sql.providers import TABLES
-from bedrock_sql.snapshot import collect, open_snapshot
+from bedrock_sql.snapshot import collect
+from bedrock_sql.sql import run_query, snapshot_connection
 from conftest import reset_moto_server
 from e2e_helpers import ACCOUNT_ID, AwsProxy, AwsRequest, cli_env, describe, run_cli
 from helpers import fast_regions
@@ -148,16 +149,12 @@ def observe(db: Path) -> Observed:
         errors = conn.execute("SELECT table_name, operation, error_code, resource FROM bedrock_sql_errors").fetchall()
         status, notes = conn.execute("SELECT status, notes FROM bedrock_sql_runs").fetchone()
     observed = Observed(rows, sorted(errors, key=repr), status, notes)
-    connection = open_snapshot(db)
-    try:
+    with snapshot_connection(db) as connection:  # as `check` opens it: views and all
         for control in bundled_controls():
-            cursor = connection.execute(control.sql)
-            names = [d[0] for d in cursor.getdescription()]
-            for row in cursor:
-                finding = dict(zip(names, row))
+            result = run_query(connection, control.sql)  # its columns even when it has no rows
+            for row in result.rows:
+                finding = dict(zip(result.columns, row))
                 observed.verdicts[(control.id, finding["resource"])] = finding["status"]
-    finally:
-        connection.close()
     return observed
 
 

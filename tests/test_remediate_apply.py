@@ -16,6 +16,7 @@ from bedrock_sql.remediate import LiveAws, apply_plan, plan_remediation
 from bedrock_sql.snapshot import collect
 from bedrock_sql.sql import snapshot_connection
 
+from aws_faults import Fault
 from e2e_helpers import AwsProxy, cli_env, describe, run_cli
 from remediate_helpers import ACCOUNT, ALIAS, REGION, backends, counts, fail_once, key_by_alias, seed_and_collect
 
@@ -74,6 +75,28 @@ def test_apply_rerun_after_create_alias_failed_reuses_the_key_it_left_unnamed(
     assert key_by_alias(server_session, moto_url)["Arn"] == created.arn
     bedrock, _ = backends()
     assert bedrock[REGION].model_customization_jobs[f"{model.job_name}-cmk"].custom_model_kms_key_id == created.arn
+
+
+@pytest.mark.parametrize("kind", ["truncated", "reset", "server-error"])
+def test_a_create_whose_outcome_is_unknown_is_not_retried_and_a_rerun_makes_no_second_key(
+    server_session: boto3.Session, moto_url: str, tmp_path: Path, kind: str
+) -> None:
+    """CreateKey reached AWS but its answer was lost (garbled, connection reset, a 5xx): a
+    retry could create a second key, so the run stops and says so; the rerun finds the key
+    the first attempt made (by its tags) and names it. One key in the end, never two."""
+    seed_and_collect(server_session, moto_url, tmp_path)
+    before = counts(US)
+    fault = Fault(kind, "kms", "CreateKey", times=1)
+    with AwsProxy(moto_url, fault) as proxy:
+        first = run_cli(APPLY, cwd=tmp_path, env=cli_env(proxy.url))
+        assert first.returncode == 2, describe(first)
+        (line,) = first.stderr.splitlines()
+        assert line.startswith(f"bedrock-sql: error: CreateKey in {ACCOUNT}/{REGION} failed"), line
+        assert proxy.operations("kms").count("CreateKey") == 1  # not retried
+        second = run_cli(APPLY, cwd=tmp_path, env=cli_env(proxy.url))
+    assert second.returncode == 0, describe(second)
+    assert counts(US) == {"jobs": before["jobs"] + 1, "keys": before["keys"] + 1, "aliases": before["aliases"] + 1}
+    assert fault.hits == 1
 
 
 # --------------------------------------------------------------------------- refusals before any change (in process)

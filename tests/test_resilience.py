@@ -236,14 +236,22 @@ def test_an_unreachable_region_fails_alone(
         hung_up = {r.operation for r in proxy.answered}
     assert result.returncode == 2, describe(result)
     assert "Traceback" not in result.stderr
-    assert hung_up == {"ListCustomModels", "ListModelCustomizationJobs", "ListAliases"}, hung_up
+    assert hung_up == {
+        "ListCustomModels", "ListModelCustomizationJobs", "ListAliases", "ListImportedModels", "ListModelImportJobs",
+        "ListModelCopyJobs", "ListProvisionedModelThroughputs", "ListCustomModelDeployments",
+    }, hung_up
 
     db = tmp_path / "bedrock.db"
     failures = errors(db)
     # One record per table of the unreachable unit, naming the listing and the connection failure.
-    assert [(f[1], f[2], f[3], f[5]) for f in failures] == [
+    assert sorted((f[1], f[2], f[3], f[5]) for f in failures) == [
         ("ap-northeast-1", "aws_bedrock_custom_model", "ListCustomModels", None),
+        ("ap-northeast-1", "aws_bedrock_custom_model_deployment", "ListCustomModelDeployments", None),
+        ("ap-northeast-1", "aws_bedrock_imported_model", "ListImportedModels", None),
+        ("ap-northeast-1", "aws_bedrock_model_copy_job", "ListModelCopyJobs", None),
         ("ap-northeast-1", "aws_bedrock_model_customization_job", "ListModelCustomizationJobs", None),
+        ("ap-northeast-1", "aws_bedrock_model_import_job", "ListModelImportJobs", None),
+        ("ap-northeast-1", "aws_bedrock_provisioned_model_throughput", "ListProvisionedModelThroughputs", None),
         ("ap-northeast-1", "aws_kms_alias", "ListAliases", None),
         ("ap-northeast-1", "aws_kms_key", "ListAliases", None),
     ], failures

@@ -322,10 +322,19 @@ class UnitApi:
     def client(self, service: str):
         return self.factory.client(self.unit.account, self.unit.region, service)
 
-    def call(self, service: str, operation: str, *, require: tuple[str, ...] = (), **params) -> dict:
+    def call(
+        self, service: str, operation: str, *, require: tuple[str, ...] = (), idempotent: bool = True, **params
+    ) -> dict:
         """Call ``operation`` (snake_case) and return its (checked) answer, retrying throttles
         and transient failures. ``require``: dotted paths the answer must hold beyond what the
-        service model requires (a field the caller names the resource by)."""
+        service model requires (a field the caller names the resource by).
+
+        ``idempotent=False`` (a create): a failure that leaves unknown whether AWS acted (a
+        reset or timeout after the request was sent, a garbled answer, a 5xx) is not retried,
+        as a second attempt could create a second resource; the caller reports it and a rerun
+        finds what the first attempt made. Throttles, and requests that never left, are
+        still retried: AWS did nothing with them.
+        """
         method = getattr(self.client(service), operation)
 
         def attempt() -> dict:
@@ -333,7 +342,7 @@ class UnitApi:
             require_fields(response, require, _api_name(None, operation))
             return response
 
-        return self._retry(operation, attempt)
+        return self._retry(operation, attempt, idempotent=idempotent)
 
     def paginate(self, service: str, operation: str, result_key: str | None = None, **params) -> Iterator[dict]:
         """Yield the items of every page of ``operation``.
@@ -372,19 +381,23 @@ class UnitApi:
             seen.add(fingerprint)
             request = {**params, **tokens}
 
-    def _retry(self, operation: str, fn):
+    def _retry(self, operation: str, fn, *, idempotent: bool = True):
         attempt = 0
         while True:
             try:
                 return fn()
             except Exception as exc:  # noqa: BLE001 - classified below
                 attempt += 1
-                self._raise_unless_retryable(operation, exc, attempt)
+                self._raise_unless_retryable(operation, exc, attempt, idempotent=idempotent)
 
-    def _raise_unless_retryable(self, operation: str, exc: Exception, attempt: int) -> None:
+    def _raise_unless_retryable(self, operation: str, exc: Exception, attempt: int, *, idempotent: bool = True) -> None:
         code, message = _error_code(exc)
         throttled = code in THROTTLE_CODES and attempt < self.factory.max_attempts
-        transient = _is_transient(exc, code) and attempt < TRANSIENT_ATTEMPTS
+        transient = (
+            _is_transient(exc, code)
+            and attempt < TRANSIENT_ATTEMPTS
+            and (idempotent or isinstance(exc, _NEVER_SENT))
+        )
         if throttled or transient:
             if self.factory.stopping.wait(backoff_delay(attempt)):
                 raise Cancelled()
@@ -407,6 +420,14 @@ _TRANSIENT_FAILURES = (
     botocore.exceptions.HTTPClientError,
     ResponseParserError,  # not a BotoCoreError: botocore.parsers raises it bare
     InvalidResponseError,
+)
+
+
+# Failures before the request reached AWS: safe to retry even for a create.
+_NEVER_SENT = (
+    botocore.exceptions.EndpointConnectionError,
+    botocore.exceptions.ConnectTimeoutError,
+    botocore.exceptions.ProxyConnectionError,
 )
 
 

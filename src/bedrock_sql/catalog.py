@@ -5,12 +5,15 @@ from __future__ import annotations
 from .errors import UserError
 from .providers import TABLES
 from .snapshot import META_TABLES
+from .views import view_catalog
 
 
 def table_catalog() -> dict[str, tuple[str, list]]:
-    """Every table (providers first, then bookkeeping): name -> (description, columns)."""
+    """Every table (providers first, then bookkeeping, then the shared views):
+    name -> (description, columns)."""
     catalog = {name: (table.description, table.all_columns) for name, table in TABLES.items()}
     catalog.update(META_TABLES)
+    catalog.update(view_catalog())
     return catalog
 
 

@@ -66,6 +66,9 @@ def _simulated_aws():
         os.environ.pop(name, None)
     os.environ.update(_FAKE_ENV)
     os.environ["AWS_CONFIG_FILE"] = os.environ["AWS_SHARED_CREDENTIALS_FILE"] = os.devnull
+    from . import simulated_bedrock
+
+    simulated_bedrock.install()  # imported models, copies, throughput: what moto lacks
     try:
         with mock_aws():
             yield
@@ -115,10 +118,13 @@ def run_demo(db: Path, out: TextIO) -> int:
     import boto3
 
     from .estate import seed_demo_estate
+    from .estate_served import seed_served_estate
 
     check_demo_target(db)
     with _simulated_aws():
-        estate = seed_demo_estate(boto3.Session(region_name=DEMO_REGIONS[0]), regions=DEMO_REGIONS)
+        session = boto3.Session(region_name=DEMO_REGIONS[0])
+        estate = seed_demo_estate(session, regions=DEMO_REGIONS)
+        served = seed_served_estate(session, estate, regions=DEMO_REGIONS)
         scope = resolve_scope(AwsOptions(regions=DEMO_REGIONS))
         scope.notes.append(DEMO_NOTE)
         result = collect(scope, db)
@@ -126,6 +132,9 @@ def run_demo(db: Path, out: TextIO) -> int:
         f"Simulated estate: {len(estate.models)} custom models, {len(estate.jobs)} customization jobs "
         f"and {len(estate.keys)} KMS keys in account {', '.join(estate.account_ids)}, "
         f"regions {', '.join(DEMO_REGIONS)} (moto, offline).\n"
+        f"Beyond customization jobs: {len(served.imported_models)} imported models (one without a CMK), "
+        f"{len(served.copies)} model copy made without a key, {len(served.throughputs)} provisioned "
+        "throughput serving a model on Bedrock's own key.\n"
     )
     counts = ", ".join(f"{n} {name}" for name, n in result.row_counts.items())
     out.write(f"Collected {counts} into {result.path} ({result.api_calls} API calls).\n\n")

@@ -195,6 +195,9 @@ def collect(
                         f"CREATE INDEX snapshot.idx_{table.name}_{column} ON {table.name}({column})"
                     )
             connection.execute(f"CREATE INDEX snapshot.idx_{ERRORS_TABLE}_unit ON {ERRORS_TABLE}(account_id, region)")
+            from .views import write_views  # here: views imports this module
+
+            write_views(connection, "snapshot")  # for SQLite tools that open the file themselves
         connection.execute("DETACH snapshot")
         connection.close()
         _fsync(partial)

@@ -19,6 +19,7 @@ from .engine import Engine, ErrorLog
 from .errors import UserError
 from .providers import TABLES
 from .snapshot import _read_only_authorizer, open_snapshot
+from .views import install_views
 from .vtable import register
 
 
@@ -205,6 +206,7 @@ class StatementGuard:
 def snapshot_connection(db_path, *, timeout: float | None = None) -> Iterator[apsw.Connection]:
     """The snapshot, read-only; each statement stops on Ctrl-C, and after ``timeout`` seconds."""
     connection = open_snapshot(db_path)
+    install_views(connection)  # the shared vocabulary (bedrock_model_encryption, ...)
     guard = StatementGuard(connection, timeout)
     try:
         yield connection
@@ -227,6 +229,7 @@ def live_connection(
     engine = Engine(scope, errors, max_workers=options.max_workers)
     connection = apsw.Connection(":memory:")
     register(connection, engine, TABLES)
+    install_views(connection)
     connection.authorizer = _read_only_authorizer
     guard = StatementGuard(connection, timeout)
     try:

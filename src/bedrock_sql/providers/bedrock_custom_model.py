@@ -40,7 +40,7 @@ TABLE = Table(
         Column("job_name", TEXT, "The name of the customization job that produced the model.", "jobName"),
         Column("base_model_arn", TEXT, "The ARN of the base model the model was customized from.", "baseModelArn"),
         Column("base_model_name", TEXT, "The name of the base model.", _base_model_name),
-        Column("customization_type", TEXT, "FINE_TUNING, CONTINUED_PRE_TRAINING, DISTILLATION or IMPORTED.", "customizationType"),
+        Column("customization_type", TEXT, "FINE_TUNING, CONTINUED_PRE_TRAINING, DISTILLATION, REINFORCEMENT_FINE_TUNING or IMPORTED (made by CreateCustomModel).", "customizationType"),
         Column("model_status", TEXT, "Active, Creating or Failed.", "modelStatus"),
         Column("owner_account_id", TEXT, "The account that owns the model.", "ownerAccountId"),
         Column(

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 from ..aws import UnitApi
 from .base import TEXT, Column, ListFilter, Table
-from .bedrock import get_with_tags
+from .bedrock import get_with_tags, one_of
 
 
 def list_jobs(api: UnitApi, params: dict):
@@ -22,13 +22,6 @@ def get_job(api: UnitApi, identifier: str):
 
 
 JOB_STATUSES = ("InProgress", "Completed", "Failed", "Stopping", "Stopped")
-
-
-def _job_status(value):
-    # AWS rejects any other value (so would every region); SQLite alone then filters.
-    if value not in JOB_STATUSES:
-        raise ValueError(value)
-    return value
 
 
 TABLE = Table(
@@ -50,11 +43,13 @@ TABLE = Table(
             "outputModelKmsKeyArn",
         ),
         Column("role_arn", TEXT, "The IAM service role the job runs as.", "roleArn"),
-        Column("customization_type", TEXT, "FINE_TUNING, CONTINUED_PRE_TRAINING or DISTILLATION.", "customizationType"),
+        Column("customization_type", TEXT, "FINE_TUNING, CONTINUED_PRE_TRAINING, DISTILLATION or REINFORCEMENT_FINE_TUNING.", "customizationType"),
         Column("hyper_parameters", TEXT, "JSON object of hyperparameters.", "hyperParameters"),
         Column("training_data_config", TEXT, "JSON: the training data location.", "trainingDataConfig"),
         Column("validation_data_config", TEXT, "JSON: the validation data location.", "validationDataConfig"),
         Column("output_data_config", TEXT, "JSON: the output location.", "outputDataConfig"),
+        Column("training_metrics", TEXT, "JSON: the training metrics (e.g. trainingLoss).", "trainingMetrics"),
+        Column("validation_metrics", TEXT, "JSON array: the validation metrics (e.g. validationLoss per validator).", "validationMetrics"),
         Column("vpc_config", TEXT, "JSON: subnets and security groups; NULL when the job runs outside a VPC.", "vpcConfig"),
         Column("customization_config", TEXT, "JSON: customization settings (e.g. distillation teacher).", "customizationConfig"),
         Column("client_request_token", TEXT, "The idempotency token the job was created with.", "clientRequestToken"),
@@ -70,7 +65,7 @@ TABLE = Table(
     get_columns=("arn", "job_name"),
     list_filters=(
         *ListFilter.time_range("creation_time", after="creationTimeAfter", before="creationTimeBefore"),
-        ListFilter("status", "=", "statusEquals", _job_status),
+        ListFilter("status", "=", "statusEquals", one_of(*JOB_STATUSES)),
     ),
     indexes=("arn", "output_model_arn", "output_model_kms_key_arn"),
     title="job_name",

@@ -288,7 +288,7 @@ def _apply_step(step: Step, api: UnitApi, where: str, values: dict, found: dict[
                 return f"reused key {arn} ({step.alias})"
             say(f"{where}: reusing key {arn}, which an earlier run created for {step.alias} but could not name")
             return f"reused unnamed key {arn}"
-        arn = api.call("kms", "create_key", **params)["KeyMetadata"]["Arn"]
+        arn = api.call("kms", "create_key", idempotent=False, **params)["KeyMetadata"]["Arn"]
         values[var] = arn
         result.created_keys.append((step.account_id, step.region, arn))
         say(f"{where}: created key {arn}")
@@ -297,7 +297,7 @@ def _apply_step(step: Step, api: UnitApi, where: str, values: dict, found: dict[
         var = re.fullmatch(r"\$\{(\w+)\}", step.params["TargetKeyId"])
         if var and var.group(1) in found and found[var.group(1)].named:
             return f"{params['AliasName']} already named the key"
-        api.call("kms", "create_alias", **params)
+        api.call("kms", "create_alias", idempotent=False, **params)
         result.created_aliases.append((step.account_id, step.region, params["AliasName"]))
         say(f"{where}: created alias {params['AliasName']} -> {params['TargetKeyId']}")
         return f"created alias {params['AliasName']}"
@@ -321,7 +321,7 @@ def _apply_step(step: Step, api: UnitApi, where: str, values: dict, found: dict[
             result.existing_jobs.append((step.model_arn or "", step.region, name, existing["jobArn"]))
             say(f"{where}: job {name} already exists: {existing['jobArn']} (nothing started)")
             return f"job {name} already existed"
-        arn = api.call("bedrock", "create_model_customization_job", **params)["jobArn"]
+        arn = api.call("bedrock", "create_model_customization_job", idempotent=False, **params)["jobArn"]
         result.started_jobs.append((step.model_arn or "", step.region, name, arn))
         say(f"{where}: started job {name}: {arn}")
         return f"started job {name}"

@@ -17,7 +17,8 @@
 -- info   the key lives in another account, which this scan cannot inspect
 -- error  the model's details, its key, or its account/region listing could not be read
 -- Every row carries in_use (1 when a provisioned throughput or a custom model deployment
--- serves the model) and served_by (their ARNs, a JSON array); an alarm's reason names them.
+-- serves the model; NULL when their listing failed, so it is unknown) and served_by (their
+-- ARNs, a JSON array); an alarm's reason names them, or says that it cannot know.
 SELECT * FROM (
 SELECT
   e.arn AS resource,
@@ -34,12 +35,16 @@ SELECT
       'The details of ' || e.model_name || ' could not be read (' || e.details_error || '), so its key is unknown.'
     WHEN e.key_reference IS NULL THEN
       e.model_name || ' is encrypted with the Bedrock-owned key, not a customer-managed key'
-        || coalesce('; it is in use by ' || (SELECT group_concat(value, ', ') FROM json_each(e.served_by)), '') || '.'
+        || CASE WHEN e.in_use THEN '; it is in use by ' || (SELECT group_concat(value, ', ') FROM json_each(e.served_by))
+                WHEN e.in_use IS NULL THEN '; whether it is in use is unknown (' || e.serving_error || ')'
+                ELSE '' END || '.'
     WHEN e.key_manager = 'CUSTOMER' THEN
       e.model_name || ' is encrypted with customer-managed key ' || e.key_title || ' (' || e.key_arn || ').'
     WHEN e.key_manager = 'AWS' THEN
       e.model_name || ' is encrypted with AWS managed key ' || e.key_title || ', not a customer-managed key'
-        || coalesce('; it is in use by ' || (SELECT group_concat(value, ', ') FROM json_each(e.served_by)), '') || '.'
+        || CASE WHEN e.in_use THEN '; it is in use by ' || (SELECT group_concat(value, ', ') FROM json_each(e.served_by))
+                WHEN e.in_use IS NULL THEN '; whether it is in use is unknown (' || e.serving_error || ')'
+                ELSE '' END || '.'
     WHEN e.key_account_id <> e.account_id THEN
       e.model_name || ' is encrypted with key ' || e.key_reference || ' in account ' || e.key_account_id
         || ', which this scan cannot inspect.'
@@ -77,4 +82,4 @@ WHERE table_name = 'aws_bedrock_custom_model'
 )
 -- Worst first, and among alarms the models in use first: they are the ones to fix first.
 ORDER BY CASE status WHEN 'error' THEN 0 WHEN 'alarm' THEN 1 WHEN 'info' THEN 2 WHEN 'skip' THEN 3 ELSE 4 END,
-         in_use DESC, resource
+         coalesce(in_use, 1) DESC, resource

@@ -2,7 +2,7 @@
 
 - :class:`Fault` is a proxy rule answering one operation with one of :data:`FAULT_KINDS`
   (every attempt, or the first few: a storm that passes); :func:`mentions` aims it at one
-  resource.
+  resource; :func:`call_of` names what a request calls, to compare with a matrix's cells.
 - :class:`Pager` makes the proxy page every Bedrock and KMS listing at a few items a page
   (moto answers KMS listings in one page whatever their ``Limit``), so "page N of every
   listing" can be aimed at: :func:`page_number` tells which page a request asks for.
@@ -102,6 +102,16 @@ class Fault:
                 return None
             self.hits += 1
         return fault_response(self.kind, request)
+
+
+def call_of(request: AwsRequest) -> tuple[str | None, str | None, str]:
+    """(service, operation, resource type) of a request; the resource type only for a call
+    every Bedrock table shares (ListTagsForResource: ``imported-model``, ``custom-model``...),
+    so a fault matrix can tell a new table's tags call from the ones it already covers."""
+    if request.service == "bedrock" and request.operation == "ListTagsForResource":
+        arn = (json.loads(request.body or b"{}") or {}).get("resourceARN", "")
+        return request.service, request.operation, arn.split(":", 5)[-1].split("/", 1)[0]
+    return request.service, request.operation, ""
 
 
 def mentions(text: str) -> Callable[[AwsRequest], bool]:

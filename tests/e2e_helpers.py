@@ -525,3 +525,44 @@ def first_match(*rules: Rule) -> Rule:
         return None
 
     return rule
+
+
+# --------------------------------------------------------------------------- many collects in one process
+
+
+class _SearchPaths(list):
+    """A loader's search paths: boto3 appends its data folder for every Session it makes;
+    on a loader shared by hundreds of sessions, the folder is kept once."""
+
+    def append(self, path) -> None:
+        if path not in self:
+            super().append(path)
+
+
+def shared_service_models():
+    """While in effect, every botocore session (boto3's included) shares one data loader.
+
+    Why: each in-process ``collect`` resolves a fresh scope, whose sessions would each parse
+    the Bedrock, KMS and STS service models again (about 0.1 CPU-second a client): in a
+    test running hundreds of collects that is most of the time. The models are read-only
+    data; what the collector sends and parses is unchanged. (bedrock-sql's own
+    ``ClientFactory`` shares a loader the same way across the sessions it makes.)
+    """
+    from unittest import mock
+
+    import botocore.loaders
+    import botocore.session
+
+    loaders: dict[object, botocore.loaders.Loader] = {}
+    lock = threading.Lock()
+
+    def create_loader(search_path_string=None):
+        with lock:
+            loader = loaders.get(search_path_string)
+            if loader is None:
+                loader = botocore.loaders.create_loader(search_path_string)
+                loader._search_paths = _SearchPaths(loader.search_paths)
+                loaders[search_path_string] = loader
+            return loader
+
+    return mock.patch.object(botocore.session, "create_loader", create_loader)

@@ -14,6 +14,10 @@ user error (exit 2), never a traceback.
 
 The page tests aim at page N of every paginated listing (the proxy pages them): a throttled
 page is asked again, never the listing from its start, so nothing doubles.
+
+The matrix checks itself: the calls of a clean collect must be exactly its cells (a new
+table's list, get or tags call fails until it joins OPERATIONS), every listing the proxy
+pages must have page cells, and every bundled control must be judged (CONTROL_TABLES).
 """
 
 from __future__ import annotations
@@ -28,17 +32,18 @@ from typing import Iterator
 import boto3
 import pytest
 
-from aws_faults import FAULT_KINDS, Fault, Pager, mentions, page_number
+from aws_faults import FAULT_KINDS, Fault, Pager, call_of, mentions, page_number
 from bedrock_sql.accounts import resolve_scope
 from bedrock_sql.aws import AwsOptions
 from bedrock_sql.controls import bundled_controls
 from bedrock_sql.errors import UserError
-from bedrock_sql.estate import SeededKey, SeededModel, create_key, seed_models
+from bedrock_sql.estate import SeededKey, SeededModel, _client, create_key, seed_models
+from bedrock_sql.estate_served import copy_model, deploy_model, import_model, provision_throughput
 from bedrock_sql.providers import TABLES
 from bedrock_sql.snapshot import collect
 from bedrock_sql.sql import run_query, snapshot_connection
 from conftest import reset_moto_server
-from e2e_helpers import ACCOUNT_ID, AwsProxy, AwsRequest, cli_env, describe, run_cli
+from e2e_helpers import ACCOUNT_ID, AwsProxy, AwsRequest, cli_env, describe, run_cli, shared_service_models
 from helpers import fast_regions
 
 REGION = "us-east-1"
@@ -49,6 +54,13 @@ MODELS, JOBS, KEYS, ALIASES = (
     "aws_kms_key",
     "aws_kms_alias",
 )
+IMPORTED, IMPORT_JOBS, COPY_JOBS, THROUGHPUTS, DEPLOYMENTS = (
+    "aws_bedrock_imported_model",
+    "aws_bedrock_model_import_job",
+    "aws_bedrock_model_copy_job",
+    "aws_bedrock_provisioned_model_throughput",
+    "aws_bedrock_custom_model_deployment",
+)
 MODEL_CONTROLS = (
     "bedrock_custom_model_encrypted_with_cmk",
     "bedrock_custom_model_cmk_usable",
@@ -56,7 +68,13 @@ MODEL_CONTROLS = (
     "bedrock_custom_model_cmk_policy_not_public",
 )
 JOB_CONTROLS = ("bedrock_customization_job_output_encrypted_with_cmk", "bedrock_customization_job_in_vpc")
-KEY_CONTROLS = MODEL_CONTROLS[:2]  # need the key's DescribeKey (manager, state)
+IMPORTED_CONTROLS = ("bedrock_imported_model_encrypted_with_cmk",)
+# The table whose listing decides whether each control judges anything: a bundled control
+# missing here fails the clean run, so a new control joins the matrix's judgement.
+CONTROL_TABLES = {
+    **dict.fromkeys(MODEL_CONTROLS, MODELS), **dict.fromkeys(JOB_CONTROLS, JOBS),
+    **dict.fromkeys(IMPORTED_CONTROLS, IMPORTED),
+}
 STORM_ATTEMPTS = 3  # a throttling storm answers the first 3 attempts, then lets calls through
 READ_TIMEOUT = "1"  # seconds, for the timeout cells (BEDROCK_SQL_READ_TIMEOUT)
 
@@ -79,16 +97,55 @@ RECORDED_CODES = {
 @dataclass(frozen=True)
 class Estate:
     """One region: a rotated CMK with three models (and their jobs), two Bedrock-owned
-    models, and two more keys. Faults on a resource aim at the first CMK model, its job and
-    the CMK."""
+    models, two copies (one on the CMK), two imported models (one on the CMK, named by its
+    alias) with their import jobs, two throughputs and two deployments serving custom
+    models, and two more keys. Two of each new resource, so each listing has a second page
+    when the proxy pages at one item. Faults on a resource aim at the first of its kind:
+    the first CMK model and its job, the CMK, the CMK's imported model and its job, the
+    first throughput and deployment."""
 
     key: SeededKey
     cmk_models: tuple[SeededModel, ...]
     owned_models: tuple[SeededModel, ...]
+    cmk_copy: str  # the copy's model ARN
+    imported: tuple[dict[str, str], ...]  # import_model's answers: on the CMK, then on Bedrock's key
+    throughputs: tuple[str, ...]
+    deployments: tuple[str, ...]
 
     @property
     def model(self) -> SeededModel:
         return self.cmk_models[0]
+
+    def target(self, aim: str) -> tuple[str, str] | None:
+        """What a fault aimed at ``aim`` looks for in a request, and the ARN its error row names."""
+        return {
+            "unit": None,
+            "custom-model": (self.model.model_arn, self.model.model_arn),
+            # moto gets and tags jobs by name (by ARN fails): the job's name aims at it
+            "model-customization-job": (self.model.job_name, self.model.job_arn),
+            "key": (self.key.key_id, self.key.arn),
+            "imported-model": (self.imported[0]["model_arn"],) * 2,
+            "model-import-job": (self.imported[0]["job_arn"],) * 2,
+            "provisioned-model": (self.throughputs[0],) * 2,
+            "custom-model-deployment": (self.deployments[0],) * 2,
+        }[aim]
+
+    def judged(self, what: str) -> list[str]:
+        """The resources named by ``what`` in an :class:`Operation`'s verdicts."""
+        return {
+            "unit": [UNIT],
+            "model": [self.model.model_arn],
+            "job": [self.model.job_arn],
+            "cmk-models": [*(m.model_arn for m in self.cmk_models), self.cmk_copy],
+            "imported": [self.imported[0]["model_arn"]],  # the one on the CMK: ok, when read
+        }[what]
+
+
+@pytest.fixture(scope="module", autouse=True)
+def one_model_loader() -> Iterator[None]:
+    """Hundreds of in-process collects parse botocore's service models once, not each."""
+    with shared_service_models():
+        yield
 
 
 @pytest.fixture(scope="module")
@@ -120,7 +177,22 @@ def estate(moto_server: str, aws_env: None) -> Estate:
     create_key(session, REGION, endpoint_url=moto_server)
     cmk = seed_models(session, REGION, 3, key_arn=key.arn, prefix="cmk", endpoint_url=moto_server)
     owned = seed_models(session, REGION, 2, prefix="owned", endpoint_url=moto_server)
-    return Estate(key, tuple(cmk), tuple(owned))
+    bedrock = _client(session, "bedrock", REGION, moto_server)
+    cmk_copy = copy_model(bedrock, cmk[2].model_arn, "cmk-copy", kms_key=key.arn, tags={"copied": "yes"})
+    copy_model(bedrock, owned[0].model_arn, "owned-copy")
+    imported = (
+        import_model(bedrock, "imported-cmk", kms_key="alias/matrix", tags={"team": "ml"}),
+        import_model(bedrock, "imported-owned"),
+    )
+    throughputs = (
+        provision_throughput(bedrock, "pt-owned", owned[1].model_arn, tags={"team": "ml"}),
+        provision_throughput(bedrock, "pt-copy", cmk_copy["target_model_arn"]),
+    )
+    deployments = (
+        deploy_model(bedrock, "deploy-cmk", cmk[1].model_arn, description="serves cmk", tags={"team": "ml"}),
+        deploy_model(bedrock, "deploy-owned", owned[0].model_arn),
+    )
+    return Estate(key, tuple(cmk), tuple(owned), cmk_copy["target_model_arn"], imported, throughputs, deployments)
 
 
 # --------------------------------------------------------------------------- what a run left
@@ -135,6 +207,7 @@ class Observed:
     status: str
     notes: str  # bedrock_sql_runs.notes, JSON
     verdicts: dict[tuple[str, str], str] = field(default_factory=dict)  # (control, resource) -> status
+    findings: dict[tuple[str, str], dict] = field(default_factory=dict)  # (control, resource) -> its row
 
     def failed(self, table: str, resource: str | None = None) -> bool:
         return any(e[0] == table and e[3] == resource for e in self.errors)
@@ -155,6 +228,7 @@ def observe(db: Path) -> Observed:
             for row in result.rows:
                 finding = dict(zip(result.columns, row))
                 observed.verdicts[(control.id, finding["resource"])] = finding["status"]
+                observed.findings[(control.id, finding["resource"])] = finding
     return observed
 
 
@@ -166,18 +240,33 @@ def collect_through(proxy: AwsProxy, db: Path) -> Observed:
     return observe(db)
 
 
+CallsMade = set[tuple[str | None, str | None, str]]  # call_of() of every request of a collect
+
+
 @pytest.fixture(scope="module")
-def clean(estate: Estate, moto_server: str, tmp_path_factory: pytest.TempPathFactory) -> Observed:
+def clean_run(estate: Estate, moto_server: str, tmp_path_factory: pytest.TempPathFactory) -> tuple[Observed, CallsMade]:
     with AwsProxy(moto_server) as proxy:
         observed = collect_through(proxy, tmp_path_factory.mktemp("clean") / "bedrock.db")
+        calls = {call_of(request) for request in proxy.requests}
     assert observed.errors == [] and observed.status == "complete"
-    assert len(observed.rows[MODELS]) == 5 and len(observed.rows[JOBS]) == 5 and len(observed.rows[KEYS]) == 3
-    # The controls judge every model and job, and the CMK models pass the rules on their key.
+    counts = {table: len(rows) for table, rows in observed.rows.items()}
+    assert counts == {MODELS: 7, JOBS: 5, KEYS: 3, ALIASES: counts[ALIASES], IMPORTED: 2, IMPORT_JOBS: 2,
+                      COPY_JOBS: 2, THROUGHPUTS: 2, DEPLOYMENTS: 2}, counts
+    assert {control.id for control in bundled_controls()} == set(CONTROL_TABLES), "a control the matrix does not judge"
+    # The controls judge every model and job, and the models on the CMK pass the rules on their key.
     for control in MODEL_CONTROLS:
         assert observed.verdicts[(control, estate.model.model_arn)] in ("ok", "alarm"), control
-    assert observed.verdicts[(MODEL_CONTROLS[0], estate.model.model_arn)] == "ok"
+    for model in estate.judged("cmk-models"):
+        assert observed.verdicts[(MODEL_CONTROLS[0], model)] == "ok", model
+    assert observed.verdicts[(IMPORTED_CONTROLS[0], estate.imported[0]["model_arn"])] == "ok"
+    assert observed.verdicts[(IMPORTED_CONTROLS[0], estate.imported[1]["model_arn"])] == "alarm"
     assert "error" not in observed.verdicts.values()
-    return observed
+    return observed, calls
+
+
+@pytest.fixture(scope="module")
+def clean(clean_run: tuple[Observed, CallsMade]) -> Observed:
+    return clean_run[0]
 
 
 # --------------------------------------------------------------------------- the oracle
@@ -208,11 +297,13 @@ def assert_nothing_lost_silently(observed: Observed, clean: Observed) -> None:
         expected = clean.verdicts.get(finding)
         assert verdict in (expected, "error"), (finding, expected, verdict)
     for finding in clean.verdicts.keys() - observed.verdicts.keys():
-        table = MODELS if finding[0] in MODEL_CONTROLS else JOBS
-        assert observed.failed(table), f"{finding} is no longer judged, and no listing failed"
+        assert observed.failed(CONTROL_TABLES[finding[0]]), f"{finding} is no longer judged, and no listing failed"
 
 
 # --------------------------------------------------------------------------- the cells
+
+
+Verdicts = tuple[tuple[tuple[str, ...], str], ...]  # ((controls, resources: an Estate.judged name), ...)
 
 
 @dataclass(frozen=True)
@@ -221,68 +312,82 @@ class Operation:
 
     service: str
     name: str
-    aim: str  # "unit" (a listing), or the resource faulted: "model", "job", "key"
+    aim: str  # "unit" (a listing), or the kind of resource faulted (an Estate.target name)
     tables: tuple[str, ...]  # the tables whose error rows record the failure
-    controls: tuple[str, ...] = ()  # the controls that must answer error ...
-    judged: str = ""  # ... on: "unit", "model", "job" or "cmk-models"
+    verdicts: Verdicts = ()  # the controls that must answer error, and on what
 
+    @property
+    def id(self) -> str:
+        return f"{self.name}-{self.aim}" if self.name == "ListTagsForResource" else self.name
+
+    @property
+    def call(self) -> tuple[str, str, str]:
+        """As :func:`aws_faults.call_of` names the requests this cell aims at."""
+        return self.service, self.name, self.aim if self.name == "ListTagsForResource" else ""
+
+
+KEY_VERDICTS: Verdicts = ((MODEL_CONTROLS, "cmk-models"), (IMPORTED_CONTROLS, "imported"))
 
 OPERATIONS = (
-    Operation("bedrock", "ListCustomModels", "unit", (MODELS,), MODEL_CONTROLS, "unit"),
-    Operation("bedrock", "GetCustomModel", "model", (MODELS,), MODEL_CONTROLS, "model"),
-    Operation("bedrock", "ListTagsForResource", "model", (MODELS,)),  # tags feed no verdict
-    Operation("bedrock", "ListModelCustomizationJobs", "unit", (JOBS,), JOB_CONTROLS, "unit"),
-    Operation("bedrock", "GetModelCustomizationJob", "job", (JOBS,), JOB_CONTROLS, "job"),
-    Operation("kms", "ListKeys", "unit", (KEYS,), MODEL_CONTROLS, "cmk-models"),
-    Operation("kms", "DescribeKey", "key", (KEYS,), MODEL_CONTROLS, "cmk-models"),
-    Operation("kms", "GetKeyRotationStatus", "key", (KEYS,), ("bedrock_custom_model_cmk_rotation_enabled",), "cmk-models"),
-    Operation("kms", "GetKeyPolicy", "key", (KEYS,), ("bedrock_custom_model_cmk_policy_not_public",), "cmk-models"),
+    Operation("bedrock", "ListCustomModels", "unit", (MODELS,), ((MODEL_CONTROLS, "unit"),)),
+    Operation("bedrock", "GetCustomModel", "custom-model", (MODELS,), ((MODEL_CONTROLS, "model"),)),
+    Operation("bedrock", "ListTagsForResource", "custom-model", (MODELS,)),  # tags feed no verdict
+    Operation("bedrock", "ListModelCustomizationJobs", "unit", (JOBS,), ((JOB_CONTROLS, "unit"),)),
+    Operation("bedrock", "GetModelCustomizationJob", "model-customization-job", (JOBS,), ((JOB_CONTROLS, "job"),)),
+    Operation("bedrock", "ListTagsForResource", "model-customization-job", (JOBS,)),
+    Operation("bedrock", "ListImportedModels", "unit", (IMPORTED,), ((IMPORTED_CONTROLS, "unit"),)),
+    Operation("bedrock", "GetImportedModel", "imported-model", (IMPORTED,), ((IMPORTED_CONTROLS, "imported"),)),
+    Operation("bedrock", "ListTagsForResource", "imported-model", (IMPORTED,)),
+    # No control judges import jobs, copy jobs or what serves a model (their rows feed
+    # remediation, a copy's kind, and the CMK rules' in_use/served_by columns).
+    Operation("bedrock", "ListModelImportJobs", "unit", (IMPORT_JOBS,)),
+    Operation("bedrock", "GetModelImportJob", "model-import-job", (IMPORT_JOBS,)),
+    Operation("bedrock", "ListTagsForResource", "model-import-job", (IMPORT_JOBS,)),
+    Operation("bedrock", "ListModelCopyJobs", "unit", (COPY_JOBS,)),  # the listing carries all: no get
+    Operation("bedrock", "ListProvisionedModelThroughputs", "unit", (THROUGHPUTS,)),
+    Operation("bedrock", "GetProvisionedModelThroughput", "provisioned-model", (THROUGHPUTS,)),
+    Operation("bedrock", "ListTagsForResource", "provisioned-model", (THROUGHPUTS,)),
+    Operation("bedrock", "ListCustomModelDeployments", "unit", (DEPLOYMENTS,)),
+    Operation("bedrock", "GetCustomModelDeployment", "custom-model-deployment", (DEPLOYMENTS,)),
+    Operation("bedrock", "ListTagsForResource", "custom-model-deployment", (DEPLOYMENTS,)),
+    Operation("kms", "ListKeys", "unit", (KEYS,), KEY_VERDICTS),
+    Operation("kms", "DescribeKey", "key", (KEYS,), KEY_VERDICTS),
+    Operation("kms", "GetKeyRotationStatus", "key", (KEYS,), (((MODEL_CONTROLS[2],), "cmk-models"),)),
+    Operation("kms", "GetKeyPolicy", "key", (KEYS,), (((MODEL_CONTROLS[3],), "cmk-models"),)),
     Operation("kms", "ListResourceTags", "key", (KEYS,)),  # tags feed no verdict
     # One ListAliases serves both KMS tables (the keys' aliases column): both record it.
-    Operation("kms", "ListAliases", "unit", (KEYS, ALIASES), MODEL_CONTROLS, "cmk-models"),
+    Operation("kms", "ListAliases", "unit", (KEYS, ALIASES), KEY_VERDICTS),
 )
 STS = Operation("sts", "GetCallerIdentity", "unit", ())
+BY_ID = {operation.id: operation for operation in (*OPERATIONS, STS)}
+assert len(BY_ID) == len(OPERATIONS) + 1, "two cells with one id"
+
+
+def test_the_matrix_covers_every_call_a_clean_collect_makes(clean_run: tuple[Observed, CallsMade]) -> None:
+    """A provider's new call (or a new table's tags) fails here until it joins OPERATIONS,
+    and a cell whose call the collector no longer makes fails too."""
+    _observed, calls = clean_run
+    assert calls == {operation.call for operation in BY_ID.values()}
 
 
 def fault_on(operation: Operation, kind: str, estate: Estate, *, times: int | None = None) -> Fault:
-    aimed = {
-        "unit": None,
-        "model": mentions(estate.model.model_arn),
-        "job": mentions(estate.model.job_name),
-        "key": mentions(estate.key.key_id),
-    }[operation.aim]
+    target = estate.target(operation.aim)
+    aimed = mentions(target[0]) if target else None
     return Fault(kind, operation.service, operation.name, where=aimed, times=times)
-
-
-def resource_of(operation: Operation, estate: Estate) -> str | None:
-    return {
-        "unit": None,
-        "model": estate.model.model_arn,
-        "job": estate.model.job_arn,
-        "key": estate.key.arn,
-    }[operation.aim]
-
-
-def judged_resources(operation: Operation, estate: Estate) -> list[str]:
-    return {
-        "unit": [UNIT],
-        "model": [estate.model.model_arn],
-        "job": [estate.model.job_arn],
-        "cmk-models": [m.model_arn for m in estate.cmk_models],
-        "": [],
-    }[operation.judged]
 
 
 def assert_recorded(observed: Observed, clean: Observed, operation: Operation, kind: str, estate: Estate) -> None:
     assert_nothing_lost_silently(observed, clean)
-    resource = resource_of(operation, estate)
+    target = estate.target(operation.aim)
+    resource = target[1] if target else None
     assert {(e[0], e[3]) for e in observed.errors} == {(table, resource) for table in operation.tables}, observed.errors
     for table, name, code, _resource in observed.errors:
         assert name == operation.name, observed.errors  # nothing else failed
         assert code in RECORDED_CODES[kind], observed.errors
-    for control in operation.controls:
-        for judged in judged_resources(operation, estate):
-            assert observed.verdicts.get((control, judged)) == "error", (control, judged, observed.verdicts)
+    for controls, judged in operation.verdicts:
+        for control in controls:
+            for judged_resource in estate.judged(judged):
+                assert observed.verdicts.get((control, judged_resource)) == "error", (control, judged_resource)
 
 
 @dataclass
@@ -315,7 +420,7 @@ def timeout_outcomes(estate: Estate, moto_server: str, tmp_path_factory: pytest.
     with pytest.MonkeyPatch.context() as env, fast_regions(), ThreadPoolExecutor(len(operations)) as pool:
         env.setenv("BEDROCK_SQL_READ_TIMEOUT", READ_TIMEOUT)
         futures = {
-            op.name: pool.submit(run_cell, op, "timeout", estate, moto_server, folder / f"{op.name}.db")
+            op.id: pool.submit(run_cell, op, "timeout", estate, moto_server, folder / f"{op.id}.db")
             for op in operations
         }
         return {name: future.result() for name, future in futures.items()}
@@ -323,13 +428,13 @@ def timeout_outcomes(estate: Estate, moto_server: str, tmp_path_factory: pytest.
 
 def outcome_of(operation: Operation, kind: str, request: pytest.FixtureRequest, tmp_path: Path) -> Outcome:
     if kind == "timeout":
-        return request.getfixturevalue("timeout_outcomes")[operation.name]
+        return request.getfixturevalue("timeout_outcomes")[operation.id]
     return run_cell(operation, kind, request.getfixturevalue("estate"), request.getfixturevalue("moto_server"),
                     tmp_path / "bedrock.db")
 
 
 @pytest.mark.parametrize("kind", FAULT_KINDS)
-@pytest.mark.parametrize("operation", OPERATIONS, ids=lambda operation: operation.name)
+@pytest.mark.parametrize("operation", OPERATIONS, ids=lambda operation: operation.id)
 def test_fault_cell(
     operation: Operation, kind: str, estate: Estate, clean: Observed, request: pytest.FixtureRequest, tmp_path: Path
 ) -> None:
@@ -361,13 +466,30 @@ def test_sts_fault_cell(kind: str, clean: Observed, request: pytest.FixtureReque
     assert not outcome.db.exists()
 
 
+@pytest.mark.parametrize("operation_id, served", [("ListProvisionedModelThroughputs", "owned[1]"),
+                                                  ("ListCustomModelDeployments", "cmk[1]")])
+def test_a_lost_serving_listing_never_says_not_in_use(
+    operation_id: str, served: str, estate: Estate, clean: Observed, moto_server: str, tmp_path: Path
+) -> None:
+    """The CMK rules' in_use/served_by come from the throughput and deployment listings:
+    when one failed, whether the model is in use is unknown, never 0."""
+    model = {"owned[1]": estate.owned_models[1], "cmk[1]": estate.cmk_models[1]}[served].model_arn
+    assert clean.findings[(MODEL_CONTROLS[0], model)]["in_use"] == 1
+    outcome = run_cell(BY_ID[operation_id], "access-denied", estate, moto_server, tmp_path / "bedrock.db")
+    finding = outcome.observed.findings[(MODEL_CONTROLS[0], model)]
+    assert finding["in_use"] is None, finding
+    if finding["status"] == "alarm":
+        assert "whether it is in use is unknown" in finding["reason"], finding
+
+
 # --------------------------------------------------------------------------- the CLI
 
 
 @pytest.mark.parametrize(
     "operation, kind",
-    [(OPERATIONS[0], "html"), (OPERATIONS[1], "validation"), (OPERATIONS[6], "truncated")],
-    ids=["ListCustomModels-html", "GetCustomModel-validation", "DescribeKey-truncated"],
+    [(BY_ID["ListCustomModels"], "html"), (BY_ID["GetCustomModel"], "validation"), (BY_ID["DescribeKey"], "truncated"),
+     (BY_ID["GetImportedModel"], "access-denied")],
+    ids=["ListCustomModels-html", "GetCustomModel-validation", "DescribeKey-truncated", "GetImportedModel-access-denied"],
 )
 def test_cli_collect_exits_2_with_the_failure_recorded(
     operation: Operation, kind: str, estate: Estate, clean: Observed, moto_server: str, tmp_path: Path
@@ -396,13 +518,21 @@ def test_cli_collect_without_an_account_is_one_line(kind: str, estate: Estate, m
 
 # --------------------------------------------------------------------------- nothing doubles
 
+PAGE_SIZE = 1  # items a page: every listing of the estate has a second page
 PAGED = (  # every paginated operation the collector makes: (service, operation, pages it has)
-    ("bedrock", "ListCustomModels", 3),  # 5 models, 2 a page
-    ("bedrock", "ListModelCustomizationJobs", 3),
-    ("kms", "ListKeys", 2),  # 3 keys
-    ("kms", "ListAliases", 8),  # 2 aliases and moto's 14 alias/aws/* ones
-    ("kms", "ListResourceTags", 2),  # the CMK's 3 tags (the other keys have none: one page)
+    ("bedrock", "ListCustomModels", 7),  # 5 models and 2 copies
+    ("bedrock", "ListModelCustomizationJobs", 5),
+    ("bedrock", "ListImportedModels", 2),
+    ("bedrock", "ListModelImportJobs", 2),
+    ("bedrock", "ListModelCopyJobs", 2),
+    ("bedrock", "ListProvisionedModelThroughputs", 2),
+    ("bedrock", "ListCustomModelDeployments", 2),
+    ("kms", "ListKeys", 3),
+    ("kms", "ListAliases", 16),  # 2 aliases and moto's 14 alias/aws/* ones
+    ("kms", "ListResourceTags", 3),  # the CMK's 3 tags (the other keys have none: one page)
 )
+# Page 2 and the last page of each (one cell when they are the same page).
+PAGE_CELLS = [(service, operation, page) for service, operation, pages in PAGED for page in sorted({2, pages})]
 
 
 class ThrottlePage:
@@ -427,25 +557,25 @@ def pages_asked(proxy: AwsProxy) -> Counter[tuple[str | None, int]]:
 
 @pytest.fixture(scope="module")
 def clean_paged(estate: Estate, moto_server: str, tmp_path_factory: pytest.TempPathFactory) -> tuple[Observed, Counter]:
-    with AwsProxy(moto_server, pager=Pager(2)) as proxy:
+    with AwsProxy(moto_server, pager=Pager(PAGE_SIZE)) as proxy:
         observed = collect_through(proxy, tmp_path_factory.mktemp("paged") / "bedrock.db")
         asked = pages_asked(proxy)
     assert observed.errors == []
-    for _service, operation, pages in PAGED:  # the proxy really paged each listing
-        assert max(n for op, n in asked if op == operation) == pages, (operation, asked)
+    # The proxy really paged each listing, and PAGED names every listing it paged: a new
+    # paginated operation fails here until it has its page cells.
+    last_pages = {operation: max(n for op, n in asked if op == operation) for operation, _n in asked}
+    assert {op: n for op, n in last_pages.items() if n > 1} == {op: n for _s, op, n in PAGED}, last_pages
     return observed, asked
 
 
-@pytest.mark.parametrize("number", ["second", "last"])
-@pytest.mark.parametrize("service, operation, pages", PAGED, ids=[p[1] for p in PAGED])
+@pytest.mark.parametrize("service, operation, page", PAGE_CELLS, ids=[f"{c[1]}-page{c[2]}" for c in PAGE_CELLS])
 def test_a_throttled_page_is_asked_again_not_the_listing(
-    service: str, operation: str, pages: int, number: str, clean_paged: tuple[Observed, Counter],
+    service: str, operation: str, page: int, clean_paged: tuple[Observed, Counter],
     clean: Observed, moto_server: str, tmp_path: Path,
 ) -> None:
     expected, clean_asked = clean_paged
-    page = 2 if number == "second" else pages
     rule = ThrottlePage(service, operation, page)
-    with AwsProxy(moto_server, rule, pager=Pager(2)) as proxy:
+    with AwsProxy(moto_server, rule, pager=Pager(PAGE_SIZE)) as proxy:
         observed = collect_through(proxy, tmp_path / "bedrock.db")
         asked = pages_asked(proxy)
     assert rule.hits == 2, "the page was never throttled"

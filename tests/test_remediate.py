@@ -264,7 +264,7 @@ def test_existing_alias_in_the_snapshot_is_reused(snap: SnapshotBuilder) -> None
     assert {s.params["customModelKmsKeyId"] for s in plan.job_steps} == {snap.cmk["arn"]}
 
 
-def test_imported_copied_and_jobless_models_become_manual_steps(snap: SnapshotBuilder) -> None:
+def test_created_copied_and_jobless_models_become_manual_steps(snap: SnapshotBuilder) -> None:
     snap.add_model("imported-model", customization_type="IMPORTED", job_arn=None, job_name=None)
     snap.add_model("orphan-model", job_arn=None, job_name=None)
     copied_from = "arn:aws:bedrock:eu-west-1:123456789012:model-customization-job/origin-job"
@@ -277,10 +277,11 @@ def test_imported_copied_and_jobless_models_become_manual_steps(snap: SnapshotBu
         plan = plan_remediation(connection, kms_key=snap.cmk["arn"])
     manual = {m.model_name: m for m in plan.manual_steps}
     assert sorted(manual) == ["copied-model", "gone-model", "imported-model", "orphan-model"]
-    imported = manual["imported-model"]
-    assert imported.operation == "CreateModelImportJob"
-    assert imported.params["importedModelKmsKeyId"] == snap.cmk["arn"]
-    assert "importedModelKmsKeyId" in imported.reason
+    # customization type IMPORTED and no job: made by CreateCustomModel, whose source no API returns.
+    created = manual["imported-model"]
+    assert created.operation == "CreateCustomModel"
+    assert created.params["modelKmsKeyArn"] == snap.cmk["arn"]
+    assert "modelSourceConfig" in created.reason and created.params["modelSourceConfig"]["s3DataSource"]["s3Uri"].startswith("<")
     for name in ("copied-model", "orphan-model"):
         assert manual[name].operation == "CreateModelCopyJob"
         assert manual[name].params["modelKmsKeyId"] == snap.cmk["arn"]

@@ -316,7 +316,8 @@ def check_command(ctx, control_ids, severity, fmt, exports, live, query_dirs, ti
 
 @cli.command("remediate")
 @click.option("--model", "models", multiple=True, metavar="ARN",
-              help="Remediate this model (repeatable). Default: every model failing bedrock_custom_model_encrypted_with_cmk.")
+              help="Remediate this model, custom or imported (repeatable). Default: every model failing "
+                   "bedrock_custom_model_encrypted_with_cmk or bedrock_imported_model_encrypted_with_cmk.")
 @click.option("--kms-key", "kms_keys", multiple=True, metavar="ARN",
               help="An existing customer-managed key for the new models (repeatable: one per region).")
 @click.option("--create-key", is_flag=True, help="Create one key per account and region (needs --alias).")
@@ -336,8 +337,9 @@ def check_command(ctx, control_ids, severity, fmt, exports, live, query_dirs, ti
 def remediate_command(ctx, models, kms_keys, create_key, alias, key_admin_roles, suffix, fmt, out_dir, force, apply_, yes,
                       aws: AwsOptions):
     """Plan (default) or --apply the fix for models without a customer-managed key: a CMK,
-    and each model's customization job started again with it. Nothing changes in AWS
-    without --apply, and nothing is ever deleted."""
+    and each model made again with it (its customization job re-run, an imported model
+    imported again, a copy copied again). Nothing changes in AWS without --apply, what
+    serves the old models is never moved, and nothing is ever deleted."""
     import json
 
     from .remediate import LiveAws, apply_plan, apply_report, describe_plan, plan_json, plan_remediation, write_script
@@ -360,6 +362,7 @@ def remediate_command(ctx, models, kms_keys, create_key, alias, key_admin_roles,
             suffix=suffix,
             regions=aws.regions,
             source_job_lookup=live.job,
+            import_job_lookup=live.import_job,
             key_lookup=live.key if apply_ else None,
             snapshot=str(ctx.obj["db"]),
         )

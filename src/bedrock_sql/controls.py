@@ -226,7 +226,8 @@ def worst_first(
     its sorter spills to temporary files, so any number of rows is sorted in bounded memory."""
     ranks = " ".join(f"WHEN '{status}' THEN {rank}" for rank, status in enumerate(STATUS_ORDER))
     # Within a status, models in use (served by a throughput or deployment) come first.
-    in_use_first = "in_use DESC, " if "in_use" in prepared.columns else ""
+    # Unknown (NULL: what serves it could not be listed) ranks with in use: it may be.
+    in_use_first = "coalesce(in_use, 1) DESC, " if "in_use" in prepared.columns else ""
     sql = (
         f"SELECT * FROM (\n{prepared.select}\n) "
         f"ORDER BY CASE status {ranks} END, {in_use_first}resource, account_id, region"

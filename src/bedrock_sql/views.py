@@ -97,7 +97,9 @@ SELECT r.arn, r.model_name, r.kind, r.table_name, r.account_id, r.region, r.owne
        kle.cause AS key_listing_error,
        CASE WHEN r.key_reference_form IN ('alias_arn', 'alias_name') THEN ale.cause END AS alias_listing_error,
        r.served_by,
-       json_array_length(r.served_by) > 0 AS in_use
+       se.cause AS serving_error,
+       -- Unknown, never 0, when what could serve the model was not listed in its unit.
+       CASE WHEN json_array_length(r.served_by) > 0 THEN 1 WHEN se.cause IS NULL THEN 0 END AS in_use
 FROM (
   SELECT m.*,
          CASE WHEN m.key_reference IS NULL THEN NULL
@@ -138,6 +140,9 @@ FROM (
 ) r
 LEFT JOIN aws_kms_key k ON k.arn = r.key_arn
 LEFT JOIN bedrock_resource_error de ON de.table_name = r.table_name AND de.resource = r.arn
+LEFT JOIN (SELECT account_id, region, min(cause) AS cause FROM bedrock_listing_error
+           WHERE table_name IN ('aws_bedrock_provisioned_model_throughput', 'aws_bedrock_custom_model_deployment')
+           GROUP BY account_id, region) se ON se.account_id = r.account_id AND se.region = r.region
 LEFT JOIN bedrock_listing_error le ON le.table_name = r.table_name AND le.account_id = r.account_id AND le.region = r.region
 LEFT JOIN bedrock_resource_error ke ON ke.table_name = 'aws_kms_key' AND ke.resource = r.key_arn
 LEFT JOIN bedrock_listing_error kle ON kle.table_name = 'aws_kms_key'
@@ -225,7 +230,10 @@ VIEWS: dict[str, tuple[str, list[Column], str]] = {
             ("alias_listing_error", TEXT, "For a key named by an alias: why the aliases could not be listed, if so."),
             ("served_by", TEXT, "JSON array of the provisioned throughputs (model_arn or desired_model_arn) "
              "and custom model deployments (model_arn) that serve the model."),
-            ("in_use", INTEGER, "1 when served_by is not empty."),
+            ("serving_error", TEXT, "Why the provisioned throughputs or deployments of the model's account/region "
+             "could not be listed, if so (served_by may then be incomplete)."),
+            ("in_use", INTEGER, "1 when served_by is not empty; NULL when it is empty but serving_error says "
+             "the list is unknown; else 0."),
         ),
         MODEL_ENCRYPTION_SQL,
     ),

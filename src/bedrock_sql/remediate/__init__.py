@@ -1,4 +1,8 @@
-"""Remediation of the seed rule: re-create non-compliant custom models with a CMK.
+"""Remediation of the CMK rules: re-create non-compliant custom and imported models with a CMK.
+
+Customization models get their job re-run (:mod:`.jobs`), imported models are imported
+again (:mod:`.imports`), copies copied again (:mod:`.copies`); what serves an old model is
+listed as follow-ups to run once the new model is Active (:mod:`.served`).
 
 The key of an existing Bedrock custom model cannot change. The fix for a model that fails
 ``bedrock_custom_model_encrypted_with_cmk`` is a symmetric KMS customer-managed key (CMK) in

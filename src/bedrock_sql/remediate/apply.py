@@ -63,6 +63,15 @@ class LiveAws:
         """GetModelCustomizationJob (and its tags), or None when it does not exist."""
         from ..providers.bedrock_model_customization_job import get_job
 
+        return self._get(get_job, account_id, region, name)
+
+    def import_job(self, account_id: str, region: str, name: str) -> dict[str, Any] | None:
+        """GetModelImportJob (and its tags), or None when it does not exist."""
+        from ..providers.bedrock_model_import_job import get_import_job
+
+        return self._get(get_import_job, account_id, region, name)
+
+    def _get(self, get: Callable[[UnitApi, str], Any], account_id: str, region: str, name: str) -> dict[str, Any] | None:
         if self._failure:
             raise Unavailable(self._failure)
         try:
@@ -72,7 +81,7 @@ class LiveAws:
                 self._failure = str(exc)  # no credentials: do not try again for every job
             raise Unavailable(str(exc)) from None
         try:
-            return get_job(api, name)
+            return get(api, name)
         except ApiError as exc:
             raise Unavailable(f"{exc.code}: {exc.message}") from None
 
@@ -203,6 +212,10 @@ def _preflight(plan: Plan, live: LiveAws) -> dict[str, _FoundKey]:
                         f"a job named {step.params['jobName']} already exists in {where} and this plan did not start "
                         "it (different client request token): choose another --suffix (nothing changed)"
                     )
+            elif step.operation == "CreateModelImportJob":
+                _existing_import(api, step, where)
+            elif step.operation == "CreateModelCopyJob":
+                _existing_copy(api, step, where)
         except ApiError as exc:
             raise UserError(f"{exc.operation} in {where} failed: {exc.code}: {exc.message} (nothing changed)") from None
     return found
@@ -325,7 +338,58 @@ def _apply_step(step: Step, api: UnitApi, where: str, values: dict, found: dict[
         result.started_jobs.append((step.model_arn or "", step.region, name, arn))
         say(f"{where}: started job {name}: {arn}")
         return f"started job {name}"
+    if step.operation in ("CreateModelImportJob", "CreateModelCopyJob"):
+        importing = step.operation == "CreateModelImportJob"
+        name = params["jobName"] if importing else params["targetModelName"]
+        what = f"import job {name}" if importing else f"copy {name}"
+        existing_arn = _existing_import(api, step, where) if importing else _existing_copy(api, step, where)
+        if existing_arn is not None:
+            result.existing_jobs.append((step.model_arn or "", step.region, name, existing_arn))
+            say(f"{where}: {what} already exists: {existing_arn} (nothing started)")
+            return f"{what} already existed"
+        operation = "create_model_import_job" if importing else "create_model_copy_job"
+        arn = api.call("bedrock", operation, idempotent=False, **params)["jobArn"]
+        result.started_jobs.append((step.model_arn or "", step.region, name, arn))
+        say(f"{where}: started {what}: {arn}")
+        return f"started {what}"
     raise UserError(f"internal: no way to apply {step.operation}")
+
+
+def _existing_import(api: UnitApi, step: Step, where: str) -> str | None:
+    """The ARN of the import job an earlier run of this plan started (same job and model
+    name), None when there is none; refused when the name is someone else's job."""
+    try:
+        job = api.call("bedrock", "get_model_import_job", jobIdentifier=step.params["jobName"])
+    except ApiError as exc:
+        if exc.code == "ResourceNotFoundException":
+            return None
+        raise
+    if job.get("importedModelName") != step.params["importedModelName"]:
+        raise UserError(
+            f"an import job named {step.params['jobName']} already exists in {where} and this plan did not start it "
+            f"(it imported {job.get('importedModelName')}): choose another --suffix (nothing changed)"
+        )
+    return job["jobArn"]
+
+
+def _existing_copy(api: UnitApi, step: Step, where: str) -> str | None:
+    """The ARN of the copy job an earlier run of this plan started (a model of the new name,
+    copied from the same source), None when there is no such model; refused when a model
+    of that name exists that no copy of the source made."""
+    name, source = step.params["targetModelName"], step.params["sourceModelArn"]
+    try:
+        api.call("bedrock", "get_custom_model", modelIdentifier=name)
+    except ApiError as exc:
+        if exc.code == "ResourceNotFoundException":
+            return None
+        raise
+    for job in api.paginate("bedrock", "list_model_copy_jobs", "modelCopyJobSummaries", sourceModelArnEquals=source):
+        if job.get("targetModelName") == name:
+            return job["jobArn"]
+    raise UserError(
+        f"a model named {name} already exists in {where} and no copy of {source} made it: "
+        "choose another --suffix (nothing changed)"
+    )
 
 
 def _describe_key(api: UnitApi, key_id: str) -> dict[str, Any] | None:
@@ -370,11 +434,14 @@ def apply_report(plan: Plan, result: ApplyResult) -> list[str]:
     lines = []
     jobs = result.started_jobs + result.existing_jobs
     if result.started_jobs:
-        lines.append(f"Started {len(result.started_jobs)} customization job(s):")
+        lines.append(f"Started {len(result.started_jobs)} job(s):")
         lines.extend(f"  {arn}" for *_, arn in result.started_jobs)
     if not result.created_anything:
         lines.append("Nothing created: every key, alias and job of this plan already exists.")
-    started = [(region, name, _model_name(plan, model_arn, name)) for model_arn, region, name, _ in jobs]
+    customization = {(s.model_arn, s.params["jobName"]) for s in plan.job_steps}
+    started = [
+        (region, name, _model_name(plan, model_arn, name)) for model_arn, region, name, _ in jobs if (model_arn, name) in customization
+    ]
     lines.extend(next_steps(plan, started))
     return lines
 

@@ -16,7 +16,7 @@ from typing import Any
 
 from ..errors import UserError
 from ..providers.base import arn_account, arn_region
-from .parts import JOBS, MODELS, JobLookup, KeyChoice, Plan, Step, Target, Unavailable, json_value, query_rows
+from .parts import JOBS, MODEL_OPERATIONS, MODELS, JobLookup, KeyChoice, Plan, Step, Target, Unavailable, json_value, query_rows
 
 _NAME_LIMIT = 63  # jobName and customModelName: at most 63 characters
 _JOB_PARAM_ORDER = (
@@ -107,27 +107,33 @@ def source_job(connection, target: Target, lookup: JobLookup | None) -> dict[str
     return job
 
 
-def _service_model_pattern(member: str) -> re.Pattern:
-    shape = _job_input_shape().members[member]
+def _service_model_pattern(member: str, operation: str) -> re.Pattern:
+    shape = input_shape(operation).members[member]
     return re.compile(shape.metadata["pattern"])
 
 
-@lru_cache(maxsize=1)
-def _job_input_shape():
+@lru_cache(maxsize=None)
+def input_shape(operation: str):
+    """The request shape of a Bedrock operation in botocore's service model."""
     import botocore.session
 
     model = botocore.session.get_session().get_service_model("bedrock")
-    return model.operation_model("CreateModelCustomizationJob").input_shape
+    return model.operation_model(operation).input_shape
 
 
-def new_name(name: str, suffix: str, member: str = "jobName") -> str:
-    """``name + suffix``, shortened (with a hash, to stay unique) to Bedrock's 63 characters."""
+def _job_input_shape():
+    return input_shape("CreateModelCustomizationJob")
+
+
+def new_name(name: str, suffix: str, member: str = "jobName", operation: str = "CreateModelCustomizationJob") -> str:
+    """``name + suffix``, shortened (with a hash, to stay unique) to Bedrock's 63 characters,
+    and valid for ``member`` of ``operation`` (the pattern in botocore's service model)."""
     candidate = name + suffix
     if len(candidate) > _NAME_LIMIT:
         digest = hashlib.sha256(name.encode()).hexdigest()[:8]
         keep = _NAME_LIMIT - len(suffix) - len(digest) - 1
         candidate = f"{name[:keep].rstrip('-_.+')}-{digest}{suffix}"
-    if not _service_model_pattern(member).fullmatch(candidate):
+    if not _service_model_pattern(member, operation).fullmatch(candidate):
         what = "job" if member == "jobName" else "model"
         raise UserError(
             f"the new {what} name {candidate!r} (from {name!r} and --suffix {suffix!r}) is not a valid "
@@ -213,14 +219,28 @@ def job_step(connection, target: Target, job: dict[str, Any], key: KeyChoice, su
         params=params,
         comment=comment,
         model_arn=target.model_arn,
+        new_model_name=model_name,
     )
 
 
 def check_unique_names(plan: Plan) -> None:
-    seen: dict[tuple[str, str, str], str] = {}
-    for step in plan.job_steps:
-        for member in ("jobName", "customModelName"):
-            key = (step.account_id, step.region, step.params[member])
+    """No two steps of the plan may give one name to two jobs, or to two models, in a region."""
+    seen: dict[tuple[str, str, str, str], str] = {}
+    steps = [*plan.model_steps, *(m for m in plan.manual_steps if m.operation in MODEL_OPERATIONS)]
+    for step in steps:
+        names = {"job": step.params.get("jobName"), "model": getattr(step, "new_model_name", None) or _model_name(step.params)}
+        for what, name in names.items():
+            if not name or name.startswith("<"):
+                continue
+            key = (step.account_id, step.region, what, name)
             if key in seen:
-                raise UserError(f"two models would both get the name {key[2]} in {key[0]}/{key[1]}: rename one, or choose another --suffix")
+                raise UserError(f"two models would both get the name {name} in {key[0]}/{key[1]}: rename one, or choose another --suffix")
             seen[key] = step.model_arn or ""
+
+
+def _model_name(params: dict[str, Any]) -> str | None:
+    """The new model's name in a request of any of the model-making operations."""
+    for member in ("customModelName", "importedModelName", "targetModelName", "modelName"):
+        if params.get(member):
+            return params[member]
+    return None

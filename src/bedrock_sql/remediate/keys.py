@@ -215,8 +215,9 @@ def key_variable(account_id: str, region: str) -> str:
 def key_policy(account_id: str, partition: str = "aws", *, admins: Sequence[str] = (), users: Sequence[str] = ()) -> dict[str, Any]:
     """The key policy of a CMK for Bedrock custom models.
 
-    Four statements: the account root (kms:*, so IAM policies keep working), the key
-    administrators, the key users (the customization jobs' service roles) and grants for
+    Four statements: the account root (kms:*, so IAM policies keep working -- the caller of
+    a copy job is allowed the key through its IAM policy), the key administrators, the key
+    users (the customization and import jobs' service roles) and grants for
     the same roles only when an AWS service asks for them (kms:GrantIsForAWSResource).
     A statement without principals is left out.
     """
@@ -284,9 +285,9 @@ def key_steps(key: KeyChoice) -> list[Step]:
     assert key.policy is not None and key.variable is not None
     notes = [f"A customer-managed key for the custom models of {unit}, named {key.alias}."]
     notes.append(
-        "Key users (the source jobs' service roles): " + ", ".join(key.users) + "."
+        "Key users (the service roles of the customization and import jobs): " + ", ".join(key.users) + "."
         if key.users
-        else "No key users: no model here has a job to re-run; add the role of the import or copy job to the key policy."
+        else "No key users: no model here has a customization or import job to re-run."
     )
     notes.append(
         "Key administrators: " + ", ".join(key.admins) + "."

@@ -1,8 +1,12 @@
-"""Manual steps: models this tool cannot re-create, with the API call a human finishes.
+"""Manual steps for custom models no job of the snapshot can re-create, with the API call a
+human finishes.
 
-An imported model is imported again (``CreateModelImportJob``), a copy is copied again
-(``CreateModelCopyJob``), and a model whose job is gone gets the job's request with the
-configuration the model still records; ``<...>`` marks what the human fills in.
+A model made by CreateCustomModel is created again (:func:`.imports.created_model_step`);
+a model whose job ran in another account or region, with no copy job on record, is copied
+again (``CreateModelCopyJob``); a model whose job is gone gets the job's request with the
+configuration the model still records. ``<...>`` marks what the human fills in.
+(Imported models and copies with a copy job on record are real steps: :mod:`.imports`,
+:mod:`.copies`.)
 """
 
 from __future__ import annotations
@@ -10,6 +14,7 @@ from __future__ import annotations
 from typing import Any
 
 from ..providers.base import arn_account, arn_region
+from .imports import created_model_step
 from .jobs import new_name
 from .parts import JOBS, KeyChoice, ManualStep, Target, json_value, query_rows
 
@@ -23,22 +28,8 @@ def manual_step(connection, target: Target, why: str, key: KeyChoice, suffix: st
         model_arn=target.model_arn,
         model_name=target.model_name,
     )
-    if why == "imported":
-        return ManualStep(
-            operation="CreateModelImportJob",
-            params={
-                "jobName": new_name(target.model_name + "-import", suffix, "jobName"),
-                "importedModelName": model_name,
-                "roleArn": "<the service role of the original import job>",
-                "modelDataSource": {"s3DataSource": {"s3Uri": "<the S3 location the model was imported from>"}},
-                "importedModelKmsKeyId": key.ref,
-            },
-            reason=(
-                f"Model {target.model_name} was imported, not produced by a customization job, so it cannot be re-run: "
-                f"import it again with CreateModelImportJob and importedModelKmsKeyId = {key.alias or key.arn}."
-            ),
-            **base,
-        )
+    if why == "imported":  # customization type IMPORTED: made by CreateCustomModel
+        return created_model_step(target, key, suffix)
     if why in ("copied", "no-job"):
         source_arn = "<the ARN of the model this one was copied from>"
         job_region = arn_region(row.get("job_arn") or "")

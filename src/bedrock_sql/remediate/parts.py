@@ -14,12 +14,21 @@ from typing import Any, Callable, Sequence
 from ..sql import run_query
 
 SEED_CONTROL = "bedrock_custom_model_encrypted_with_cmk"
+IMPORTED_CONTROL = "bedrock_imported_model_encrypted_with_cmk"
+#: The rules whose failing models a plan re-creates.
+CONTROLS = (SEED_CONTROL, IMPORTED_CONTROL)
 DEFAULT_SUFFIX = "-cmk"
 
 MODELS = "aws_bedrock_custom_model"
+IMPORTED_MODELS = "aws_bedrock_imported_model"
 JOBS = "aws_bedrock_model_customization_job"
+IMPORT_JOBS = "aws_bedrock_model_import_job"
+COPY_JOBS = "aws_bedrock_model_copy_job"
 KEYS = "aws_kms_key"
 ALIASES = "aws_kms_alias"
+
+#: The operations that make a new model (one step per model re-created).
+MODEL_OPERATIONS = ("CreateModelCustomizationJob", "CreateModelImportJob", "CreateModelCopyJob", "CreateCustomModel")
 
 class Unavailable(Exception):
     """A live lookup that cannot answer (no credentials, account out of reach, denied...)."""
@@ -52,6 +61,7 @@ class Step:
     comment: str = ""
     outputs: dict[str, str] = field(default_factory=dict)
     model_arn: str | None = None  # the model a job step re-creates
+    new_model_name: str | None = None  # the name of the model the step makes
     alias: str | None = None  # CreateKey: the alias that will name the key (reused when it exists)
 
     def as_json(self) -> dict[str, Any]:
@@ -86,13 +96,16 @@ class ManualStep:
     model_arn: str
     model_name: str
     reason: str
+    #: True for a step to run once the plan's new model is Active (moving what serves the
+    #: old model, copying a re-created source): never run by --apply.
+    follow_up: bool = False
 
     @property
     def comment(self) -> str:
         return self.reason
 
     def as_json(self) -> dict[str, Any]:
-        return {
+        data = {
             "service": self.service,
             "operation": self.operation,
             "region": self.region,
@@ -102,6 +115,9 @@ class ManualStep:
             "comment": self.reason,
             "model_arn": self.model_arn,
         }
+        if self.follow_up:
+            data["follow_up"] = True
+        return data
 
 
 @dataclass
@@ -115,6 +131,8 @@ class Target:
     partition: str
     reason: str
     row: dict[str, Any]
+    #: bedrock_model.kind: customization, copy, created (CreateCustomModel) or imported.
+    kind: str = "customization"
 
 
 @dataclass
@@ -151,6 +169,8 @@ class Plan:
     keys: list[KeyChoice] = field(default_factory=list)
     steps: list[Step] = field(default_factory=list)
     manual_steps: list[ManualStep] = field(default_factory=list)
+    #: What to run once the new models are Active (follow_up manual steps), in order.
+    follow_ups: list[ManualStep] = field(default_factory=list)
     warnings: list[str] = field(default_factory=list)
     snapshot: str = ""
     collected_at: str | None = None
@@ -162,7 +182,7 @@ class Plan:
 
     @property
     def account_ids(self) -> list[str]:
-        return sorted({s.account_id for s in self.steps} | {m.account_id for m in self.manual_steps})
+        return sorted({s.account_id for s in self.steps} | {m.account_id for m in [*self.manual_steps, *self.follow_ups]})
 
     @property
     def regions(self) -> list[str]:
@@ -171,6 +191,11 @@ class Plan:
     @property
     def job_steps(self) -> list[Step]:
         return [s for s in self.steps if s.operation == "CreateModelCustomizationJob"]
+
+    @property
+    def model_steps(self) -> list[Step]:
+        """Every step that makes a new model: customization, import and copy jobs."""
+        return [s for s in self.steps if s.operation in MODEL_OPERATIONS]
 
 
 # --------------------------------------------------------------------------- snapshot helpers

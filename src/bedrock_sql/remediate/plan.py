@@ -16,10 +16,26 @@ import re
 from typing import Any, Sequence
 
 from ..errors import UserError
+from .copies import copy_source, copy_step
+from .imports import created_model_step, import_manual_step, import_source, import_step
 from .jobs import check_unique_names, job_step, source_job
 from .keys import ROLE_ARN, existing_keys, key_steps, new_keys
 from .manual import manual_step
-from .parts import DEFAULT_SUFFIX, MODELS, SEED_CONTROL, JobLookup, KeyLookup, Plan, Target, query_rows
+from .parts import (
+    CONTROLS,
+    COPY_JOBS,
+    DEFAULT_SUFFIX,
+    IMPORTED_MODELS,
+    MODELS,
+    JobLookup,
+    KeyLookup,
+    ManualStep,
+    Plan,
+    Step,
+    Target,
+    query_rows,
+)
+from .served import served_follow_ups, unknown_serving
 
 _ALIAS = re.compile(r"alias/[a-zA-Z0-9/_-]{1,250}")
 _SUFFIX = re.compile(r"[A-Za-z0-9]+(-[A-Za-z0-9]+)*|-[A-Za-z0-9]+(-[A-Za-z0-9]+)*")
@@ -39,14 +55,16 @@ def plan_remediation(
     suffix: str = DEFAULT_SUFFIX,
     regions: Sequence[str] = (),
     source_job_lookup: JobLookup | None = None,
+    import_job_lookup: JobLookup | None = None,
     key_lookup: KeyLookup | None = None,
     snapshot: str = "",
 ) -> Plan:
     """Plan the remediation of the failing models (or of ``models``) from a snapshot.
 
-    Pure planning: reads the snapshot, and calls ``source_job_lookup`` only for a source
-    job the snapshot lacks and ``key_lookup`` only for a ``kms_key`` it lacks. Every
-    mistake in the options is a :class:`UserError` with a one-line reason.
+    Pure planning: reads the snapshot, and calls ``source_job_lookup`` /
+    ``import_job_lookup`` only for a customization / import job the snapshot lacks and
+    ``key_lookup`` only for a ``kms_key`` it lacks. Every mistake in the options is a
+    :class:`UserError` with a one-line reason.
     """
     kms_keys = [kms_key] if isinstance(kms_key, str) else list(kms_key or ())
     _check_options(kms_keys, create_key, alias, key_admin_roles, suffix)
@@ -55,29 +73,84 @@ def plan_remediation(
     if not plan.targets:
         where = f" in {', '.join(regions)}" if regions else ""
         plan.nothing_message = (
-            f"nothing to remediate: no model fails {SEED_CONTROL}{where} in {snapshot or 'the snapshot'}."
+            f"nothing to remediate: no model fails {' or '.join(CONTROLS)}{where} in {snapshot or 'the snapshot'}."
         )
         return plan
 
-    sources = {t.model_arn: source_job(connection, t, source_job_lookup) for t in plan.targets}
+    sources = {t.model_arn: _source(connection, t, source_job_lookup, import_job_lookup) for t in plan.targets}
     if kms_keys:
         keys = existing_keys(connection, kms_keys, plan.targets, key_lookup, plan)
     else:
         keys = new_keys(connection, alias or "", key_admin_roles, plan.targets, sources, plan)
     plan.keys = sorted({id(k): k for k in keys.values()}.values(), key=lambda k: (k.account_id, k.region))
 
+    # Copies last: a copy whose source this plan re-creates is copied from the replacement.
+    made: dict[str, Step | ManualStep] = {}
+    for target in sorted(plan.targets, key=lambda t: _copy_depth(t, plan.targets, sources)):
+        key, source = keys[(target.account_id, target.region)], sources[target.model_arn]
+        if target.kind == "copy" and isinstance(source, dict):
+            fixed = {arn: _new_model_name(step) for arn, step in made.items()}
+            made[target.model_arn] = copy_step(connection, target, source, key, suffix, fixed)
+        elif target.kind == "imported":
+            made[target.model_arn] = (
+                import_step(connection, target, source, key, suffix) if isinstance(source, dict)
+                else import_manual_step(target, source, key, suffix)
+            )
+        elif target.kind == "created":
+            made[target.model_arn] = created_model_step(target, key, suffix)
+        elif isinstance(source, dict):
+            made[target.model_arn] = job_step(connection, target, source, key, suffix)
+        else:
+            made[target.model_arn] = manual_step(connection, target, source, key, suffix)
+
     for unit in sorted({(t.account_id, t.region) for t in plan.targets}):
         key = keys[unit]
         if key.create and (key.account_id, key.region) == unit:
             plan.steps.extend(key_steps(key))
         for target in sorted((t for t in plan.targets if (t.account_id, t.region) == unit), key=lambda t: t.model_name):
-            source = sources[target.model_arn]
-            if isinstance(source, dict):
-                plan.steps.append(job_step(connection, target, source, key, suffix))
+            step = made[target.model_arn]
+            if isinstance(step, Step):
+                plan.steps.append(step)
+            elif step.follow_up:
+                plan.follow_ups.append(step)
             else:
-                plan.manual_steps.append(manual_step(connection, target, source, key, suffix))
+                plan.manual_steps.append(step)
+    replacements = [(t, _new_model_name(made[t.model_arn])) for t in sorted(plan.targets, key=lambda t: t.model_name)]
+    plan.follow_ups.extend(served_follow_ups(connection, replacements, suffix))
+    plan.warnings.extend(unknown_serving(connection, plan.targets))
     check_unique_names(plan)
     return plan
+
+
+def _source(connection, target: Target, job_lookup: JobLookup | None, import_lookup: JobLookup | None):
+    """What re-creates ``target``: its customization, import or copy job (a dict), or why none can (a str)."""
+    if target.kind == "imported":
+        return import_source(connection, target, import_lookup)
+    if target.kind == "copy":
+        return copy_source(connection, target) or "copied"
+    if target.kind == "created":
+        return "created"
+    return source_job(connection, target, job_lookup)
+
+
+def _copy_depth(target: Target, targets: list[Target], sources: dict[str, Any]) -> int:
+    """How many planned copies stand between ``target`` and a model that is no copy: a
+    source is planned before the copies made from it."""
+    by_arn = {t.model_arn: t for t in targets}
+    depth = 0
+    while target.kind == "copy" and isinstance(sources[target.model_arn], dict) and depth <= len(targets):
+        source = by_arn.get(sources[target.model_arn]["source_model_arn"])
+        if source is None:
+            break
+        target, depth = source, depth + 1
+    return depth
+
+
+def _new_model_name(step: Step | ManualStep) -> str:
+    if isinstance(step, Step) and step.new_model_name:
+        return step.new_model_name
+    params = step.params
+    return next(params[m] for m in ("customModelName", "importedModelName", "targetModelName", "modelName") if m in params)
 
 
 def _check_options(kms_keys: list[str], create_key: bool, alias: str | None, admins: Sequence[str], suffix: str) -> None:
@@ -116,71 +189,121 @@ def _collected_at(connection) -> str | None:
 
 
 def _targets(connection, models: Sequence[str], regions: Sequence[str], plan: Plan) -> list[Target]:
+    """The models to re-create: those that fail either CMK rule (or ``models``), plus the
+    failing same-account source of any copy among them (fixed first, then copied)."""
     from ..controls import load_controls, run_control
 
-    control = next(c for c in load_controls() if c.id == SEED_CONTROL)
-    findings = {f.resource: f for f in run_control(connection, control)}
+    controls = {c.id: c for c in load_controls() if c.id in CONTROLS}
+    findings = {f.resource: f for control_id in CONTROLS for f in run_control(connection, controls[control_id])}
     unreadable = [f for f in findings.values() if f.status == "error"]
     if unreadable and not models:
         plan.warnings.append(
             f"{len(unreadable)} model(s) or account/region(s) could not be checked ({unreadable[0].reason[:-1]}); "
             "they are not in this plan: run bedrock-sql collect again once they are readable"
         )
+    rows: list[tuple[dict[str, Any], str]] = []
     if models:
-        rows = []
         for ident in dict.fromkeys(models):
             found = query_rows(
-                connection, f"SELECT * FROM {MODELS} WHERE arn = ? OR (? NOT LIKE 'arn:%' AND model_name = ?)", (ident, ident, ident)
+                connection,
+                "SELECT * FROM bedrock_model WHERE arn = ? OR (? NOT LIKE 'arn:%' AND model_name = ?)",
+                (ident, ident, ident),
             )
             if not found:
                 raise UserError(
-                    f"unknown model {ident!r}: no custom model with that ARN or name in {plan.snapshot or 'the snapshot'} "
-                    "(bedrock-sql collect, then query aws_bedrock_custom_model)"
+                    f"unknown model {ident!r}: no custom or imported model with that ARN or name in "
+                    f"{plan.snapshot or 'the snapshot'} (bedrock-sql collect, then query bedrock_model)"
                 )
             if len(found) > 1:
                 raise UserError(f"--model {ident!r} names {len(found)} models in different accounts or regions: give its ARN")
-            row = found[0]
-            finding = findings.get(row["arn"])
+            finding = findings.get(found[0]["arn"])
             if finding is not None and finding.status == "ok":
-                plan.warnings.append(f"{row['model_name']} already passes {SEED_CONTROL}; planned anyway because --model names it")
-            rows.append((row, finding.reason if finding else "named by --model."))
+                plan.warnings.append(
+                    f"{found[0]['model_name']} already passes {finding.control.id}; planned anyway because --model names it"
+                )
+            rows.append((found[0], finding.reason if finding else "named by --model."))
     else:
-        failing = [f for f in findings.values() if f.status == "alarm" and (not regions or f.region in regions)]
-        rows = []
-        for finding in failing:
-            found = query_rows(connection, f"SELECT * FROM {MODELS} WHERE arn = ?", (finding.resource,))
-            if found:
-                rows.append((found[0], finding.reason))
-    return [
-        Target(
-            model_arn=row["arn"],
-            model_name=row["model_name"],
-            account_id=row["account_id"],
-            region=row["region"],
-            partition=row.get("partition") or "aws",
-            reason=reason,
-            row=row,
+        for finding in findings.values():
+            if finding.status == "alarm" and (not regions or finding.region in regions):
+                found = query_rows(connection, "SELECT * FROM bedrock_model WHERE arn = ?", (finding.resource,))
+                if found:
+                    rows.append((found[0], finding.reason))
+    targets = [_target(connection, row, reason) for row, reason in rows]
+    _add_failing_sources(connection, targets, findings, plan)
+    return targets
+
+
+def _target(connection, model: dict[str, Any], reason: str) -> Target:
+    """A Target from a bedrock_model row: the full row of its own table, and its kind."""
+    table = IMPORTED_MODELS if model["table_name"] == IMPORTED_MODELS else MODELS
+    row = query_rows(connection, f"SELECT * FROM {table} WHERE arn = ?", (model["arn"],))[0]
+    return Target(
+        model_arn=row["arn"],
+        model_name=row["model_name"],
+        account_id=row["account_id"],
+        region=row["region"],
+        partition=row.get("partition") or "aws",
+        reason=reason,
+        row=row,
+        kind=model["kind"],
+    )
+
+
+def _add_failing_sources(connection, targets: list[Target], findings: dict, plan: Plan) -> None:
+    """A copy is made again from its source; a same-account source that fails a rule is
+    re-created first (and a copy of it is then copied from the replacement)."""
+    planned = {t.model_arn for t in targets}
+    pending = [t for t in targets if t.kind == "copy"]
+    while pending:
+        copy = pending.pop()
+        sources = query_rows(
+            connection,
+            f"SELECT m.*, c.source_model_arn FROM {COPY_JOBS} c JOIN bedrock_model m ON m.arn = c.source_model_arn "
+            "WHERE c.target_model_arn = ? AND m.account_id = ? ORDER BY c.creation_time DESC LIMIT 1",
+            (copy.model_arn, copy.account_id),
         )
-        for row, reason in rows
-    ]
+        if not sources or sources[0]["arn"] in planned:
+            continue
+        finding = findings.get(sources[0]["arn"])
+        if finding is None or finding.status != "alarm":
+            continue
+        source = _target(connection, sources[0], finding.reason)
+        targets.append(source)
+        planned.add(source.model_arn)
+        plan.warnings.append(
+            f"{copy.model_name} is a copy of {source.model_name}, which fails {finding.control.id} too: "
+            f"the plan re-creates {source.model_name} first, and the copy is made from its replacement"
+        )
+        if source.kind == "copy":
+            pending.append(source)
 
 # --------------------------------------------------------------------------- output
 
 
 def plan_json(plan: Plan) -> list[dict[str, Any]]:
-    """The plan as a JSON-ready list: API steps in order, then the manual steps."""
-    return [s.as_json() for s in plan.steps] + [m.as_json() for m in plan.manual_steps]
+    """The plan as a JSON-ready list: API steps in order, then the manual steps, then the
+    follow-ups to run once the new models are Active (``follow_up``: true)."""
+    return [s.as_json() for s in plan.steps] + [m.as_json() for m in [*plan.manual_steps, *plan.follow_ups]]
+
+
+_WHAT = {
+    "CreateModelCustomizationJob": "job {jobName}, {customizationType}",
+    "CreateModelImportJob": "import job {jobName}",
+    "CreateModelCopyJob": "copy from {sourceModelArn}",
+}
 
 
 def describe_plan(plan: Plan) -> list[str]:
     """A few lines saying what the plan does, for a human about to confirm it."""
     units = sorted({(t.account_id, t.region) for t in plan.targets})
     creates = [k for k in plan.keys if k.create]
+    count = {op: sum(s.operation == op for s in plan.steps) for op in _WHAT}
     lines = [
-        f"Plan: re-create {len(plan.targets)} custom model(s) with a customer-managed key in "
+        f"Plan: re-create {len(plan.targets)} model(s) with a customer-managed key in "
         f"{len({u[0] for u in units})} account(s) and {len({u[1] for u in units})} region(s): "
-        f"{len(creates)} key(s) to create, {len(plan.job_steps)} customization job(s) to start, "
-        f"{len(plan.manual_steps)} manual step(s)."
+        f"{len(creates)} key(s) to create, {count['CreateModelCustomizationJob']} customization job(s), "
+        f"{count['CreateModelImportJob']} import job(s) and {count['CreateModelCopyJob']} copy job(s) to start, "
+        f"{len(plan.manual_steps)} manual step(s), {len(plan.follow_ups)} follow-up(s) once the new models are Active."
     ]
     for account_id, region in units:
         key = next((k for k in plan.keys if (k.account_id, k.region) == (account_id, region)), None)
@@ -188,29 +311,62 @@ def describe_plan(plan: Plan) -> list[str]:
             key = next(k for k in plan.keys if k.region == region)
         what = f"new key {key.alias}" if key.create else f"key {key.alias + ' = ' if key.alias else ''}{key.arn}"
         lines.append(f"  {account_id}/{region}: {what}")
-        for step in plan.job_steps:
+        for step in plan.model_steps:
             if (step.account_id, step.region) == (account_id, region):
                 old = next(t.model_name for t in plan.targets if t.model_arn == step.model_arn)
-                lines.append(
-                    f"    {old} -> {step.params['customModelName']} (job {step.params['jobName']}, "
-                    f"{step.params.get('customizationType', 'FINE_TUNING')})"
-                )
-        for manual in plan.manual_steps:
+                how = _WHAT[step.operation].format_map({"customizationType": "FINE_TUNING", **step.params})
+                lines.append(f"    {old} -> {step.new_model_name} ({how})")
+        for manual in [*plan.manual_steps, *plan.follow_ups]:
             if (manual.account_id, manual.region) == (account_id, region):
-                lines.append(f"    {manual.model_name}: manual ({manual.operation})")
+                when = "follow-up" if manual.follow_up else "manual"
+                lines.append(f"    {manual.model_name}: {when} ({manual.operation})")
     return lines
+
+
+_ARN_OF = re.compile(r"<the ARN of [^:>]+: (aws [^>]+)>")
+
+
+def cli_command(step: Step | ManualStep) -> str:
+    """The step as one AWS CLI command line; ``<the ARN of NAME: COMMAND>`` becomes ``"$(COMMAND)"``."""
+    import json
+    import shlex
+
+    from botocore import xform_name
+
+    args = [f"aws {step.service} {xform_name(step.operation, '-')} --region {step.region}"]
+    for name, value in step.params.items():
+        if isinstance(value, str) and _ARN_OF.fullmatch(value):
+            rendered = f'"$({_ARN_OF.fullmatch(value).group(1)})"'
+        elif isinstance(value, str):
+            rendered = shlex.quote(value)
+        else:
+            rendered = shlex.quote(json.dumps(value, separators=(",", ":")))
+        args.append(f"--{xform_name(name, '-')} {rendered}")
+    return " ".join(args)
 
 
 def next_steps(plan: Plan, started: Sequence[tuple[str, str, str]] = ()) -> list[str]:
     """What is left to the user once the jobs are started: (region, job name, model name)."""
     jobs = list(started) or [(s.region, s.params["jobName"], s.params["customModelName"]) for s in plan.job_steps]
+    imports = [s for s in plan.steps if s.operation == "CreateModelImportJob"]
+    copies = [s for s in plan.steps if s.operation == "CreateModelCopyJob"]
     lines = ["Left to do (bedrock-sql never deletes anything):"]
     n = 1
-    if jobs:
+    if jobs or imports or copies:
         lines.append(f"  {n}. Wait for each job to complete (status Completed), e.g.:")
         lines.extend(
             f"       aws bedrock get-model-customization-job --region {r} --job-identifier {j} --query status --output text"
             for r, j, _ in jobs
+        )
+        lines.extend(
+            f"       aws bedrock get-model-import-job --region {s.region} --job-identifier {s.params['jobName']} "
+            "--query status --output text"
+            for s in imports
+        )
+        lines.extend(
+            f"       aws bedrock list-model-copy-jobs --region {s.region} --target-model-name-contains "
+            f"{s.params['targetModelName']} --query 'modelCopyJobSummaries[].status' --output text"
+            for s in copies
         )
         n += 1
         lines.append(f"  {n}. Check that each new model names the CMK:")
@@ -218,23 +374,41 @@ def next_steps(plan: Plan, started: Sequence[tuple[str, str, str]] = ()) -> list
             f"       aws bedrock get-custom-model --region {r} --model-identifier {m} --query modelKmsKeyArn --output text"
             for r, _, m in jobs
         )
-        n += 1
-        lines.append(
-            f"  {n}. Move provisioned throughput to the new model: aws bedrock list-provisioned-model-throughputs "
-            "--model-arn-equals OLD_MODEL_ARN, then update-provisioned-model-throughput --provisioned-model-id ID "
-            "--desired-model-id NEW_MODEL_ARN."
+        lines.extend(
+            f"       aws bedrock get-imported-model --region {s.region} --model-identifier {s.new_model_name} "
+            "--query modelKmsKeyArn --output text"
+            for s in imports
         )
-        n += 1
-        lines.append(f"  {n}. Point applications (model ids, inference configurations) at the new model ARN.")
-        n += 1
-        lines.append(
-            f"  {n}. Then delete the old model: aws bedrock delete-custom-model --model-identifier OLD_MODEL_ARN."
+        lines.extend(
+            f"       aws bedrock get-custom-model --region {s.region} --model-identifier {s.new_model_name} "
+            "--query modelKmsKeyArn --output text"
+            for s in copies
         )
         n += 1
     for manual in plan.manual_steps:
         lines.append(f"  {n}. Manual, {manual.account_id}/{manual.region}: {manual.reason}")
         n += 1
-    regions = sorted({s.region for s in plan.steps} | {m.region for m in plan.manual_steps})
+    if plan.follow_ups:
+        lines.append(
+            f"  {n}. Once each new model is Active (never before; neither --apply nor the script does this), "
+            "move what serves the old models and make the copies of re-created sources:"
+        )
+        for follow_up in plan.follow_ups:
+            lines.append(f"       # {follow_up.reason}")
+            lines.append(f"       {cli_command(follow_up)}")
+        n += 1
+    elif plan.model_steps:
+        lines.append(f"  {n}. Nothing in the snapshot serves the old models (no provisioned throughput or deployment).")
+        n += 1
+    if plan.model_steps or plan.manual_steps:
+        lines.append(f"  {n}. Point applications (model ids, inference configurations) at the new models.")
+        n += 1
+        lines.append(
+            f"  {n}. Then delete the old model(s): aws bedrock delete-custom-model (or delete-imported-model) "
+            "--model-identifier OLD_MODEL_ARN."
+        )
+        n += 1
+    regions = sorted({s.region for s in plan.steps} | {m.region for m in [*plan.manual_steps, *plan.follow_ups]})
     where = "".join(f" --region {r}" for r in regions)
-    lines.append(f"  {n}. Collect again and check: bedrock-sql collect{where} && bedrock-sql check {SEED_CONTROL}")
+    lines.append(f"  {n}. Collect again and check: bedrock-sql collect{where} && bedrock-sql check {' '.join(CONTROLS)}")
     return lines

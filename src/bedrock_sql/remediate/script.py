@@ -22,8 +22,26 @@ from typing import Any
 from .. import __version__
 from ..errors import UserError
 from .keys import ALIAS_TAG, PLAN_TAG, created_key_tags
-from .parts import SEED_CONTROL, KeyChoice, Plan, Step
-from .plan import next_steps
+from .parts import CONTROLS, KeyChoice, Plan, Step
+from .plan import cli_command, next_steps
+
+# The read-only check before each model-making step: bash function, and the request
+# members it is given (after the region).
+_STATE_CHECKS = {
+    "CreateModelCustomizationJob": ("job_state", ("jobName", "clientRequestToken")),
+    "CreateModelImportJob": ("import_state", ("jobName", "importedModelName")),
+    "CreateModelCopyJob": ("copy_state", ("targetModelName", "sourceModelArn")),
+}
+# What the AWS CLI must know for each operation beyond customization jobs (checked up front).
+_CLI_PARAMETERS = {
+    "CreateModelImportJob": ("create-model-import-job", "importedModelKmsKeyId"),
+    "CreateModelCopyJob": ("create-model-copy-job", "modelKmsKeyId"),
+}
+
+
+def _cli_checks(plan: Plan) -> list[str]:
+    operations = sorted({s.operation for s in plan.steps} & set(_CLI_PARAMETERS))
+    return [f"require_parameter {' '.join(_CLI_PARAMETERS[op])}" for op in operations]
 
 SCRIPT_NAME = "bedrock-cmk-remediation.sh"
 CLI_INSTALL = "https://docs.aws.amazon.com/cli/latest/userguide/getting-started-install.html"
@@ -170,6 +188,51 @@ job_state() {
   fi
 }
 
+# import_state REGION JOB_NAME MODEL_NAME: JOB_STATE=new (no such import job: start it) or
+# started (an earlier run started it: the job imported MODEL_NAME). An import job of that
+# name that imported another model stops the script.
+import_state() {
+  read_or_missing bedrock get-model-import-job --region "$1" --job-identifier "$2" \
+    --query importedModelName --output text
+  if [ -z "$ANSWER" ]; then
+    JOB_STATE="new"
+  elif [ "$ANSWER" = "$3" ]; then
+    JOB_STATE="started"
+  else
+    stop "an import job named $2 already exists in $ACCOUNT_ID/$1 and this plan did not start it" \
+      "(it imported $ANSWER): make the plan again with another --suffix (nothing changed)"
+  fi
+}
+
+# copy_state REGION MODEL_NAME SOURCE_ARN: JOB_STATE=new (no model of that name: copy) or
+# started (a copy of SOURCE_ARN made it: an earlier run). A model of that name that no copy
+# of the source made stops the script.
+copy_state() {
+  read_or_missing bedrock get-custom-model --region "$1" --model-identifier "$2" --query modelArn --output text
+  if [ -z "$ANSWER" ]; then
+    JOB_STATE="new"
+    return 0
+  fi
+  read_or_missing bedrock list-model-copy-jobs --region "$1" --source-model-arn-equals "$3" \
+    --query "modelCopyJobSummaries[?targetModelName=='$2'].jobArn | [0]" --output text
+  if [ -n "$ANSWER" ] && [ "$ANSWER" != "None" ]; then
+    JOB_STATE="started"
+  else
+    stop "a model named $2 already exists in $ACCOUNT_ID/$1 and no copy of $3 made it:" \
+      "make the plan again with another --suffix (nothing changed)"
+  fi
+}
+
+# require_parameter OPERATION MEMBER: stop unless this AWS CLI's `aws bedrock OPERATION`
+# takes MEMBER (checked locally, in its input skeleton).
+require_parameter() {
+  skeleton="$(aws bedrock "$1" --generate-cli-skeleton input 2>&1)" || true
+  case "$skeleton" in
+    *"\"$2\""*) ;;
+    *) stop "this AWS CLI is too old: $AWS_CLI_VERSION has no $2 for aws bedrock $1; install a current one (@CLI_INSTALL@)" ;;
+  esac
+}
+
 # ---- the AWS CLI, before any AWS call -----------------------------------------------------
 # An AWS CLI that does not run, or too old to know Bedrock's --custom-model-kms-key-id, would
 # fail at the first job, after keys were created. Both checks are local (no AWS call); the
@@ -247,8 +310,10 @@ def render_script(plan: Plan) -> tuple[str, dict[str, str]]:
         *_comment(
             f"Written by bedrock-sql {__version__} remediate from snapshot {plan.snapshot or '(unnamed)'}"
             + (f", collected {plan.collected_at}" if plan.collected_at else "")
-            + f". {len(plan.targets)} model(s) fail {SEED_CONTROL}: for each, this script starts the "
-            "customization job again with the same configuration plus --custom-model-kms-key-id. "
+            + f". {len(plan.targets)} model(s) fail {' or '.join(CONTROLS)}: for each, this script starts the "
+            "customization job again with the same configuration plus --custom-model-kms-key-id, imports an "
+            "imported model again with --imported-model-kms-key-id, or copies a copy again with --model-kms-key-id. "
+            "What serves the old models is listed at the end, to move once the new models are Active. "
             "It creates nothing twice when run again, and deletes nothing."
         ),
         *_comment(
@@ -265,6 +330,7 @@ def render_script(plan: Plan) -> tuple[str, dict[str, str]]:
         *(_comment("Key policies: the key-policy-*.json files beside this script.") if files else []),
         "set -euo pipefail",
         *_FUNCTIONS.splitlines(),
+        *_cli_checks(plan),
         "",
         "# ---- the account these credentials belong to -----------------------------------------------",
         'ACCOUNT_ID="$(aws sts get-caller-identity --query Account --output text)"',
@@ -277,7 +343,7 @@ def render_script(plan: Plan) -> tuple[str, dict[str, str]]:
     for account_id in accounts:
         steps = [s for s in plan.steps if s.account_id == account_id]
         manual = [m for m in plan.manual_steps if m.account_id == account_id]
-        jobs = {id(s): f"JOB_STATE_{next(job_numbers)}" for s in steps if s.operation == "CreateModelCustomizationJob"}
+        jobs = {id(s): f"JOB_STATE_{next(job_numbers)}" for s in steps if s.operation in _STATE_CHECKS}
         out += ["", f'if [ "$ACCOUNT_ID" = "{account_id}" ]; then']
         out += _checks(plan, account_id, steps, jobs)
         for region in sorted({s.region for s in [*steps, *manual]}):
@@ -293,6 +359,11 @@ def render_script(plan: Plan) -> tuple[str, dict[str, str]]:
                 )
                 out += [f"  #   {' '.join(line.split(chr(10)))}" for line in command]
                 out.append(f"  echo {shlex.quote(f'Manual step left for {step.model_name}: see the comment in this script.')}")
+        follow_ups = [m for m in plan.follow_ups if m.account_id == account_id]
+        if follow_ups:
+            out += ["", "  # ---- once the new models are Active (not run by this script) " + "-" * 30]
+            for step in follow_ups:
+                out += _comment("FOLLOW-UP: " + step.reason, "  ") + [f"  #   {cli_command(step)}"]
         out.append("fi")
     out += ["", "cat <<'NEXT_STEPS'", *next_steps(plan), "NEXT_STEPS", ""]
     return "\n".join(out), files
@@ -323,10 +394,11 @@ def _checks(plan: Plan, account_id: str, steps: list[Step], jobs: dict[int, str]
                 f'{indent}{var}="$KEY_ARN"',
                 f'{indent}{_source_variable(var)}="$KEY_SOURCE"',
             ]
-        elif step.operation == "CreateModelCustomizationJob":
-            name, token = step.params["jobName"], step.params["clientRequestToken"]
+        elif step.operation in _STATE_CHECKS:
+            function, members = _STATE_CHECKS[step.operation]
+            values = " ".join(shlex.quote(str(step.params[m])) for m in members)
             out += [
-                f"{indent}job_state {step.region} {shlex.quote(name)} {shlex.quote(token)}",
+                f"{indent}{function} {step.region} {values}",
                 f'{indent}{jobs[id(step)]}="$JOB_STATE"',
             ]
     out.append(f'{indent}echo "Account {account_id}: checks passed"')
@@ -376,17 +448,21 @@ def _script_step(step: Step, files: dict[str, str], jobs: dict[int, str]) -> lis
         ]
     if step.operation == "EnableKeyRotation":
         return [*_comment(step.comment, indent), f"{indent}aws kms enable-key-rotation {region} {' '.join(_cli_args(step.params))}"]
-    if step.operation == "CreateModelCustomizationJob":
-        job = step.params["jobName"]
+    if step.operation in _STATE_CHECKS:
+        job = {
+            "CreateModelCustomizationJob": f"job {step.params.get('jobName')}",
+            "CreateModelImportJob": f"import job {step.params.get('jobName')}",
+            "CreateModelCopyJob": f"copy {step.params.get('targetModelName')}",
+        }[step.operation]
         return [
             "",
             *_comment(step.comment, indent),
             f'{indent}if [ "${jobs[id(step)]}" = "started" ]; then',
-            f"{indent}  echo {shlex.quote(f'Job {job} already exists: nothing started')}",
+            f"{indent}  echo {shlex.quote(f'{job[0].upper()}{job[1:]} already exists: nothing started')}",
             f"{indent}else",
-            f"{indent}  echo {shlex.quote(f'Starting job {job}:')}",
+            f"{indent}  echo {shlex.quote(f'Starting {job}:')}",
             *_command(
-                f"{indent}  aws bedrock create-model-customization-job",
+                f"{indent}  aws bedrock {_cli_operation(step.operation)}",
                 [region, *_cli_args(step.params)],
                 indent + "  ",
                 "--query jobArn --output text",

@@ -1,0 +1,108 @@
+"""What serves a model the plan re-creates: the follow-ups that move it to the new model.
+
+A provisioned throughput (``model_arn`` or ``desired_model_arn``) or a custom model
+deployment that serves an old model keeps serving it until someone moves it. Moving it
+while the new model is still being made would fail, and moving it at all changes what
+applications are answered by, so neither ``--apply`` nor the script does it: the plan lists
+each as a follow-up step with the exact request, to run once the new model is Active.
+
+- a throughput: ``UpdateProvisionedModelThroughput`` with ``desiredModelId`` = the new
+  model's name (the API takes a name);
+- a deployment: there is no update of a deployment's model, so a new
+  ``CreateCustomModelDeployment`` (same description and tags) for the new model's ARN,
+  known once the model exists; then the old deployment can be deleted.
+"""
+
+from __future__ import annotations
+
+from typing import Any, Iterable
+
+from .jobs import new_name
+from .parts import ManualStep, Target, json_value, query_rows
+
+THROUGHPUTS = "aws_bedrock_provisioned_model_throughput"
+DEPLOYMENTS = "aws_bedrock_custom_model_deployment"
+
+
+def _tag_list(tags: Any) -> list[dict[str, str]]:
+    if isinstance(tags, dict):
+        return [{"key": str(k), "value": str(v)} for k, v in sorted(tags.items())]
+    return []
+
+
+def arn_command(target: Target, new_model: str) -> str:
+    """The AWS CLI command that prints the new model's ARN once it exists."""
+    if target.kind == "imported":
+        return f"aws bedrock get-imported-model --region {target.region} --model-identifier {new_model} --query modelArn --output text"
+    return f"aws bedrock get-custom-model --region {target.region} --model-identifier {new_model} --query modelArn --output text"
+
+
+def served_follow_ups(connection, targets: Iterable[tuple[Target, str]], suffix: str) -> list[ManualStep]:
+    """For each (target, name of its replacement): a follow-up per throughput and deployment serving it."""
+    steps: list[ManualStep] = []
+    for target, new_model in targets:
+        base = dict(
+            service="bedrock", region=target.region, account_id=target.account_id,
+            model_arn=target.model_arn, model_name=target.model_name, follow_up=True,
+        )
+        for row in query_rows(
+            connection,
+            f"SELECT * FROM {THROUGHPUTS} WHERE model_arn = ? OR desired_model_arn = ? ORDER BY provisioned_model_name",
+            (target.model_arn, target.model_arn),
+        ):
+            steps.append(ManualStep(
+                operation="UpdateProvisionedModelThroughput",
+                params={"provisionedModelId": row["arn"], "desiredModelId": new_model},
+                reason=(
+                    f"Provisioned throughput {row['provisioned_model_name']} ({row['arn']}) serves {target.model_name}. "
+                    f"Once {new_model} is Active, move it there (UpdateProvisionedModelThroughput takes the model's name); "
+                    "it answers from the old model until the update completes."
+                ),
+                **base,
+            ))
+        for row in query_rows(
+            connection,
+            f"SELECT * FROM {DEPLOYMENTS} WHERE model_arn = ? ORDER BY model_deployment_name",
+            (target.model_arn,),
+        ):
+            params: dict[str, Any] = {
+                "modelDeploymentName": new_name(row["model_deployment_name"], suffix, "modelDeploymentName",
+                                                "CreateCustomModelDeployment"),
+                "modelArn": f"<the ARN of {new_model}: {arn_command(target, new_model)}>",
+            }
+            if row.get("description"):
+                params["description"] = row["description"]
+            tags = _tag_list(json_value(row.get("tags")))
+            if tags:
+                params["tags"] = tags
+            steps.append(ManualStep(
+                operation="CreateCustomModelDeployment",
+                params=params,
+                reason=(
+                    f"Custom model deployment {row['model_deployment_name']} ({row['arn']}) serves {target.model_name}. "
+                    f"A deployment's model cannot be changed: once {new_model} is Active, deploy it as "
+                    f"{params['modelDeploymentName']}, point applications at the new deployment, then delete the old one."
+                ),
+                **base,
+            ))
+    return steps
+
+
+def unknown_serving(connection, targets: Iterable[Target]) -> list[str]:
+    """Warnings for the units whose throughputs or deployments could not be listed: what
+    serves their models is unknown, so the follow-ups above may miss some."""
+    units = sorted({(t.account_id, t.region) for t in targets})
+    warnings = []
+    for account_id, region in units:
+        for row in query_rows(
+            connection,
+            "SELECT table_name, cause FROM bedrock_listing_error WHERE account_id = ? AND region = ? "
+            f"AND table_name IN ('{THROUGHPUTS}', '{DEPLOYMENTS}') ORDER BY table_name",
+            (account_id, region),
+        ):
+            warnings.append(
+                f"{account_id}/{region}: {row['table_name']} could not be listed ({row['cause']}): what serves "
+                "the models there is unknown, so the follow-ups may miss a throughput or deployment to move"
+            )
+    return warnings
+

@@ -124,7 +124,8 @@ def cli(ctx, db):
 @click.option("--force", is_flag=True, help="Replace --db even if it is not a bedrock-sql snapshot.")
 @click.pass_context
 def collect_command(ctx, aws: AwsOptions, quiet: bool, force: bool):
-    """Snapshot custom models, customization jobs, KMS keys and aliases into --db."""
+    """Snapshot custom, imported and copied models, their jobs, what serves them, KMS keys
+    and aliases into --db."""
     from .snapshot_file import check_replaceable
 
     db = ctx.obj["db"]

@@ -226,6 +226,15 @@ def test_a_failed_throughput_listing_warns_that_follow_ups_may_be_missing(snap: 
     assert "may miss a throughput or deployment to move" in warning
 
 
+def test_a_failed_copy_job_listing_warns_that_copies_cannot_be_told_apart(snap: SnapshotBuilder) -> None:
+    snap.add_job("trained-job", output_model_name="trained-model")
+    snap.add_model("trained-model", job_name="trained-job")
+    snap.add_error(table_name="aws_bedrock_model_copy_job", operation="ListModelCopyJobs")
+    [warning] = plan_of(snap).warnings
+    assert warning.startswith(f"123456789012/{REGION}: aws_bedrock_model_copy_job could not be listed")
+    assert "instead of a re-copy" in warning
+
+
 def test_json_plan_output_is_valid_json_with_every_kind(snap: SnapshotBuilder) -> None:
     snap.add_imported_model("imp", job_name="imp-import")
     snap.add_import_job("imp-import", imported_model_name="imp",

@@ -88,21 +88,30 @@ def served_follow_ups(connection, targets: Iterable[tuple[Target, str]], suffix:
     return steps
 
 
+# What a failed listing in a target's unit leaves unknown to the plan.
+_UNKNOWN_WHEN_UNLISTED = {
+    THROUGHPUTS: "what serves the models there is unknown, so the follow-ups may miss a throughput or deployment to move",
+    DEPLOYMENTS: "what serves the models there is unknown, so the follow-ups may miss a throughput or deployment to move",
+    "aws_bedrock_model_copy_job": "a copied model there cannot be told from a trained one, so it may be planned as "
+    "a re-run of its job instead of a re-copy: check the plan for those models",
+}
+
+
 def unknown_serving(connection, targets: Iterable[Target]) -> list[str]:
-    """Warnings for the units whose throughputs or deployments could not be listed: what
-    serves their models is unknown, so the follow-ups above may miss some."""
+    """Warnings for the units where a listing the plan relies on failed: the throughputs or
+    deployments (what serves a model) or the copy jobs (which models are copies)."""
     units = sorted({(t.account_id, t.region) for t in targets})
+    names = ", ".join(f"'{name}'" for name in _UNKNOWN_WHEN_UNLISTED)
     warnings = []
     for account_id, region in units:
         for row in query_rows(
             connection,
             "SELECT table_name, cause FROM bedrock_listing_error WHERE account_id = ? AND region = ? "
-            f"AND table_name IN ('{THROUGHPUTS}', '{DEPLOYMENTS}') ORDER BY table_name",
+            f"AND table_name IN ({names}) ORDER BY table_name",
             (account_id, region),
         ):
             warnings.append(
-                f"{account_id}/{region}: {row['table_name']} could not be listed ({row['cause']}): what serves "
-                "the models there is unknown, so the follow-ups may miss a throughput or deployment to move"
+                f"{account_id}/{region}: {row['table_name']} could not be listed ({row['cause']}): "
+                + _UNKNOWN_WHEN_UNLISTED[row["table_name"]]
             )
     return warnings
-

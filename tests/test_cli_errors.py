@@ -89,6 +89,7 @@ def test_corrupt_snapshot(capsys, workdir: Path, command: list[str]) -> None:
     bad.write_text("not a database\n" * 50)
     line = assert_user_error(capsys, workdir, "--db", str(bad), *command)
     assert "not a readable bedrock-sql snapshot" in line
+    assert "--force" in line  # plain `collect` would refuse this file: the advice says so
     assert bad.read_text() == "not a database\n" * 50
 
 

@@ -34,6 +34,8 @@ def test_shell_reads_the_snapshot(demo_db):
     with sqlite3.connect(f"file:{demo_db}?mode=ro", uri=True) as connection:
         (models,) = connection.execute("SELECT count(*) FROM aws_bedrock_custom_model").fetchone()
     assert models > 0 and f"\n{models}\n" in result.stdout  # the demo estate's models
+    # The views the collect wrote into the file are used as they are: .tables names each once.
+    assert result.stdout.split().count("bedrock_model_encryption") == 1, result.stdout
 
 
 def test_shell_cannot_modify_the_snapshot(demo_db):

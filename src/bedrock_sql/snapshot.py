@@ -307,7 +307,8 @@ def open_snapshot(db_path: str | os.PathLike) -> apsw.Connection:
         connection.execute(f"SELECT 1 FROM {RUNS_TABLE} LIMIT 1").fetchall()
     except apsw.Error as exc:
         raise UserError(
-            f"{path} is not a readable bedrock-sql snapshot ({_sqlite_message(exc)}): run bedrock-sql collect"
+            f"{path} is not a readable bedrock-sql snapshot ({_sqlite_message(exc)}): point --db at a snapshot, "
+            f"or collect one elsewhere (collect does not replace a file that is no snapshot unless given --force)"
         ) from None
     connection.authorizer = _read_only_authorizer
     return connection

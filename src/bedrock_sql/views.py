@@ -261,9 +261,16 @@ def install_views(connection: apsw.Connection) -> None:
                 connection.execute(create.replace("CREATE TABLE ", "CREATE TEMP TABLE ", 1))
                 if name in TABLES and _exists(connection, RUNS_TABLE):
                     uncollected.append(name)
+        # A snapshot this version collected holds the same views (write_views): keep those,
+        # rather than shadow each with a TEMP twin that the shell's .tables would list again.
+        in_file = {} if uncollected else dict(
+            connection.execute("SELECT name, sql FROM main.sqlite_schema WHERE type = 'view'").fetchall()
+        )
         for name, (_description, _columns, sql) in VIEWS.items():
             if name == "bedrock_listing_error" and uncollected:
                 sql = _listing_error_sql(uncollected)
+            if (in_file.get(name) or "").rstrip() == f"CREATE VIEW {name} AS {sql}".rstrip():  # SQLite drops trailing space
+                continue
             connection.execute(f"CREATE TEMP VIEW {name} AS {sql}")
     finally:
         connection.authorizer = authorizer

@@ -31,7 +31,7 @@ from botocore.model import OperationModel
 from botocore.parsers import ResponseParserError
 
 from . import __version__
-from .errors import UserError
+from .errors import BOTOCORE_FAILURES, UserError
 from .responses import InvalidResponseError, Pagination, install as check_every_answer, require_fields
 
 # Error codes that mean "slow down", across Bedrock, KMS and STS.
@@ -403,15 +403,12 @@ class UnitApi:
                 raise Cancelled()
             return
         api_name = _api_name(exc, operation)
-        if isinstance(exc, AWS_FAILURES):
+        # Its answer, the way there (network, TLS, proxy, timeouts, a failed answer check) or an
+        # answer botocore could not parse at all: an AWS failure, recorded as such.
+        if isinstance(exc, BOTOCORE_FAILURES):
             raise ApiError(api_name, code, message) from exc
         raise exc  # a bug, not an AWS failure: let it be seen
 
-
-# What an AWS call can fail with: its answer (ClientError), the way there (BotoCoreError:
-# network, TLS, proxy, timeouts, credentials, a failed answer check) or an answer botocore
-# could not parse at all.
-AWS_FAILURES = (botocore.exceptions.ClientError, botocore.exceptions.BotoCoreError, ResponseParserError)
 
 # A network failure (reset, timeout, TLS, proxy), an answer botocore could not parse, or one
 # that failed its check: the next attempt may well be answered properly.

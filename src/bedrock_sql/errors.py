@@ -16,7 +16,7 @@ class UserError(Exception):
     """
 
 
-# What an AWS or network failure can be raised as once the retries are over: botocore's own
+# What an AWS or network failure can be raised as (UnitApi classifies with it; the CLI maps it): botocore's own
 # errors, AWS's error answers, and an answer botocore could not parse at all (an HTML page from
 # something that is not AWS). ResponseParserError is not a BotoCoreError, hence its own entry.
 # bedrock_sql.aws.ApiError (which wraps these) is added by the CLI: aws.py imports this module.

@@ -20,7 +20,7 @@ from typing import Any
 
 from ..errors import UserError
 from .jobs import input_shape, new_name, request_token
-from .parts import COPY_JOBS, MODELS, KeyChoice, ManualStep, Step, Target, json_value, query_rows
+from .parts import COPY_JOBS, MODELS, KeyChoice, ManualStep, Step, Target, json_value, query_rows, tag_list
 
 _OPERATION = "CreateModelCopyJob"
 
@@ -35,19 +35,13 @@ def copy_source(connection, target: Target) -> dict[str, Any] | None:
     return found[0] if found else None
 
 
-def _tag_list(tags: Any) -> list[dict[str, str]]:
-    if isinstance(tags, dict):
-        return [{"key": str(k), "value": str(v)} for k, v in sorted(tags.items())]
-    return []
-
-
 def _params(target: Target, copy: dict[str, Any], source_arn: str, key: KeyChoice, suffix: str) -> dict[str, Any]:
     tags = json_value(copy.get("target_model_tags")) or json_value(target.row.get("tags"))
     values = {
         "sourceModelArn": source_arn,
         "targetModelName": new_name(target.model_name, suffix, "targetModelName", _OPERATION),
         "modelKmsKeyId": key.ref,
-        "targetModelTags": _tag_list(tags),
+        "targetModelTags": tag_list(tags),
         "clientRequestToken": request_token(copy["arn"], suffix, key),
     }
     return {m: values[m] for m in input_shape(_OPERATION).members if values.get(m) not in (None, [], {})}
@@ -65,8 +59,7 @@ def copy_step(
     source_account = copy.get("source_account_id") or source_arn.split(":")[4]
     params = _params(target, copy, source_arn, key, suffix)
     new_model = params["targetModelName"]
-    current = target.row.get("model_kms_key_arn")
-    now = f"encrypted with {current}" if current else "encrypted with the Bedrock-owned key"
+    now = target.encryption
     key_name = key.alias or key.arn
     manual = dict(
         service="bedrock", operation=_OPERATION, region=target.region, account_id=target.account_id,

@@ -17,7 +17,9 @@ from typing import Any
 
 from ..errors import UserError
 from .jobs import input_shape, new_name, request_token
-from .parts import IMPORT_JOBS, IMPORTED_MODELS, JobLookup, KeyChoice, ManualStep, Step, Target, Unavailable, json_value, query_rows
+from .parts import (
+    IMPORT_JOBS, IMPORTED_MODELS, JobLookup, KeyChoice, ManualStep, Step, Target, Unavailable, json_value, query_rows, tag_list,
+)
 
 _OPERATION = "CreateModelImportJob"
 _PARAM_ORDER = (
@@ -78,12 +80,6 @@ def import_source(connection, target: Target, lookup: JobLookup | None) -> dict[
     return job
 
 
-def _tag_list(tags: Any) -> list[dict[str, str]]:
-    if isinstance(tags, dict):
-        return [{"key": str(k), "value": str(v)} for k, v in sorted(tags.items())]
-    return []
-
-
 def import_step(connection, target: Target, job: dict[str, Any], key: KeyChoice, suffix: str) -> Step:
     """CreateModelImportJob: the original job's request again, with the CMK."""
     job_name = new_name(job["jobName"], suffix, "jobName", _OPERATION)
@@ -95,15 +91,14 @@ def import_step(connection, target: Target, job: dict[str, Any], key: KeyChoice,
         "modelDataSource": job["modelDataSource"],
         "vpcConfig": job.get("vpcConfig"),
         "importedModelKmsKeyId": key.ref,
-        "jobTags": _tag_list(job.get("tags")),
-        "importedModelTags": _tag_list(json_value(target.row.get("tags"))),
+        "jobTags": tag_list(job.get("tags")),
+        "importedModelTags": tag_list(json_value(target.row.get("tags"))),
         "clientRequestToken": request_token(job.get("jobArn") or job["jobName"], suffix, key),
     }
     members = dict.fromkeys([*_PARAM_ORDER, *input_shape(_OPERATION).members])
     params = {m: values[m] for m in members if values.get(m) not in (None, {}, [])}
 
-    current = target.row.get("model_kms_key_arn")
-    now = f"encrypted with {current}" if current else "encrypted with the Bedrock-owned key"
+    now = target.encryption
     comment = (
         f"Imported model {target.model_name} ({target.model_arn}) is {now}. Import it again from the same model "
         f"files as its import job {job['jobName']} did, as job {job_name}, producing imported model {model_name} "
@@ -177,7 +172,7 @@ def created_model_step(target: Target, key: KeyChoice, suffix: str) -> ManualSte
         "roleArn": "<a service role that may read those files>",
         "modelKmsKeyArn": key.ref,
     }
-    tags = _tag_list(json_value(target.row.get("tags")))
+    tags = tag_list(json_value(target.row.get("tags")))
     if tags:
         params["modelTags"] = tags
     return ManualStep(

@@ -16,7 +16,9 @@ from typing import Any
 
 from ..errors import UserError
 from ..providers.base import arn_account, arn_region
-from .parts import JOBS, MODEL_OPERATIONS, MODELS, JobLookup, KeyChoice, Plan, Step, Target, Unavailable, json_value, query_rows
+from .parts import (
+    JOBS, MODEL_OPERATIONS, MODELS, JobLookup, KeyChoice, Plan, Step, Target, Unavailable, json_value, query_rows, tag_list,
+)
 
 _NAME_LIMIT = 63  # jobName and customModelName: at most 63 characters
 _JOB_PARAM_ORDER = (
@@ -148,12 +150,6 @@ def request_token(source_job_arn: str, suffix: str, key: KeyChoice) -> str:
     return str(uuid.uuid5(uuid.NAMESPACE_URL, f"bedrock-sql/remediate/{source_job_arn}/{suffix}/{key_ref}"))
 
 
-def _tag_list(tags: Any) -> list[dict[str, str]]:
-    if isinstance(tags, dict):
-        return [{"key": str(k), "value": str(v)} for k, v in sorted(tags.items())]
-    return []
-
-
 def job_step(connection, target: Target, job: dict[str, Any], key: KeyChoice, suffix: str) -> Step:
     job_name = new_name(job["jobName"], suffix, "jobName")
     model_name = new_name(target.model_name, suffix, "customModelName")
@@ -171,16 +167,15 @@ def job_step(connection, target: Target, job: dict[str, Any], key: KeyChoice, su
         elif member == "customModelKmsKeyId":
             value = key.ref
         elif member == "jobTags":
-            value = _tag_list(job.get("tags"))
+            value = tag_list(job.get("tags"))
         elif member == "customModelTags":
-            value = _tag_list(json_value(target.row.get("tags")))
+            value = tag_list(json_value(target.row.get("tags")))
         else:
             value = copied.get(member)
         if value not in (None, {}, []):
             params[member] = value
 
-    current = target.row.get("model_kms_key_arn")
-    now = f"encrypted with {current}" if current else "encrypted with the Bedrock-owned key"
+    now = target.encryption
     comment = (
         f"Model {target.model_name} ({target.model_arn}) is {now}. Re-run its "
         f"{job.get('customizationType') or 'FINE_TUNING'} job {job['jobName']} as {job_name}, "

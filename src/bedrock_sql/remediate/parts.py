@@ -134,6 +134,12 @@ class Target:
     #: bedrock_model.kind: customization, copy, created (CreateCustomModel) or imported.
     kind: str = "customization"
 
+    @property
+    def encryption(self) -> str:
+        """How the model is encrypted today, as a plan's comment says it."""
+        current = self.row.get("model_kms_key_arn")
+        return f"encrypted with {current}" if current else "encrypted with the Bedrock-owned key"
+
 
 @dataclass
 class KeyChoice:
@@ -212,3 +218,10 @@ def json_value(value: Any) -> Any:
         return json.loads(value)
     except ValueError:
         return value
+
+
+def tag_list(tags: Any) -> list[dict[str, str]]:
+    """A tags object ({"k": "v"}) as Bedrock's request lists take it ([{"key", "value"}])."""
+    if isinstance(tags, dict):
+        return [{"key": str(k), "value": str(v)} for k, v in sorted(tags.items())]
+    return []

@@ -18,16 +18,10 @@ from __future__ import annotations
 from typing import Any, Iterable
 
 from .jobs import new_name
-from .parts import ManualStep, Target, json_value, query_rows
+from .parts import ManualStep, Target, json_value, query_rows, tag_list
 
 THROUGHPUTS = "aws_bedrock_provisioned_model_throughput"
 DEPLOYMENTS = "aws_bedrock_custom_model_deployment"
-
-
-def _tag_list(tags: Any) -> list[dict[str, str]]:
-    if isinstance(tags, dict):
-        return [{"key": str(k), "value": str(v)} for k, v in sorted(tags.items())]
-    return []
 
 
 def arn_command(target: Target, new_model: str) -> str:
@@ -72,7 +66,7 @@ def served_follow_ups(connection, targets: Iterable[tuple[Target, str]], suffix:
             }
             if row.get("description"):
                 params["description"] = row["description"]
-            tags = _tag_list(json_value(row.get("tags")))
+            tags = tag_list(json_value(row.get("tags")))
             if tags:
                 params["tags"] = tags
             steps.append(ManualStep(

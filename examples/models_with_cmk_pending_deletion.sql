@@ -5,7 +5,7 @@ SELECT m.account_id,
        m.model_name,
        k.title AS key,
        k.deletion_date,
-       CAST(julianday(k.deletion_date) - julianday('now') AS INTEGER) AS days_left
+       CAST(days_until(k.deletion_date) AS INTEGER) AS days_left
 FROM aws_bedrock_custom_model m
 JOIN aws_kms_key k ON k.arn = m.model_kms_key_arn
 WHERE k.key_state = 'PendingDeletion'

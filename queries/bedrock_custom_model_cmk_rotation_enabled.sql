@@ -21,6 +21,7 @@ SELECT
     WHEN e.key_reference IS NULL THEN 'skip'
     WHEN e.key_manager = 'AWS' THEN 'skip'
     WHEN e.key_origin <> 'AWS_KMS' OR e.key_spec <> 'SYMMETRIC_DEFAULT' THEN 'skip'
+    WHEN e.key_rotation_error IS NOT NULL THEN 'error'
     WHEN e.key_rotation_enabled = 1 THEN 'ok'
     WHEN e.key_rotation_enabled = 0 THEN 'alarm'
     WHEN NOT e.key_found AND e.key_account_id <> e.account_id THEN 'info'
@@ -37,6 +38,9 @@ SELECT
     WHEN e.key_origin <> 'AWS_KMS' OR e.key_spec <> 'SYMMETRIC_DEFAULT' THEN
       'Automatic rotation does not apply to key ' || e.key_title || ' of ' || e.model_name
         || ' (origin ' || e.key_origin || ', spec ' || e.key_spec || ').'
+    WHEN e.key_rotation_error IS NOT NULL THEN
+      'The rotation status of key ' || e.key_title || ' of ' || e.model_name || ' could not be read ('
+        || e.key_rotation_error || ').'
     WHEN e.key_rotation_enabled = 1 THEN
       'Automatic rotation is on for key ' || e.key_title || ' of ' || e.model_name || '.'
     WHEN e.key_rotation_enabled = 0 THEN

@@ -35,6 +35,10 @@ SELECT
       'Key ' || e.key_title || ' of ' || e.model_name || ' is Enabled.'
     WHEN e.key_state = 'PendingDeletion' THEN
       'Key ' || e.key_title || ' of ' || e.model_name || ' is pending deletion on ' || coalesce(e.key_deletion_date, 'an unknown date')
+        -- Counted from the collection, not from when check runs: the finding is dated by it.
+        || coalesce(' (' || cast(round(days_between(
+             (SELECT max(finished_at) FROM bedrock_sql_runs), e.key_deletion_date)) AS INTEGER)
+             || ' days after the snapshot was collected)', '')
         || '; the model will become permanently unusable.'
     WHEN e.key_state IS NOT NULL THEN
       'Key ' || e.key_title || ' of ' || e.model_name || ' is ' || e.key_state || ', so the model cannot be used.'

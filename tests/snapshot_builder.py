@@ -27,6 +27,7 @@ import uuid
 from pathlib import Path
 from typing import Any
 
+from bedrock_sql.policy import PolicyError, canonical
 from bedrock_sql.providers import TABLES
 from bedrock_sql.snapshot import ERRORS_TABLE, META_TABLES, RUNS_TABLE, _create_sql
 from bedrock_sql.snapshot_file import APPLICATION_ID
@@ -201,8 +202,9 @@ class SnapshotBuilder:
     ) -> dict[str, Any]:
         """A KMS key: customer managed, Enabled, symmetric AWS_KMS, rotation on, default policy.
 
-        ``key_manager="AWS"`` gives an AWS managed key (no rotation, policy or tags, as the
+        ``key_manager="AWS"`` gives an AWS managed key (rotation on; no policy or tags, as the
         collector stores one). Returns the row; ``row["arn"]`` is what models point at.
+        ``policy_std`` is derived from ``policy`` unless given.
         """
         key_id = cols.pop("id", None) or str(uuid.UUID(int=next(_counter)))
         arn = cols.pop("arn", None) or key_arn(key_id, account_id=account_id, region=region, partition=partition)
@@ -218,17 +220,36 @@ class SnapshotBuilder:
             "origin": "AWS_KMS",
             "key_usage": "ENCRYPT_DECRYPT",
             "key_spec": "SYMMETRIC_DEFAULT",
+            "customer_master_key_spec": cols.get("key_spec", "SYMMETRIC_DEFAULT"),
             "description": "a test key",
+            "aws_account_id": account_id,
             "creation_date": WHEN,
             "deletion_date": "2026-12-28T12:00:00Z" if state == "PendingDeletion" else None,
+            "valid_to": None,
             "multi_region": 0,
-            "key_rotation_enabled": 1 if customer else None,
+            "multi_region_configuration": None,
+            "key_rotation_enabled": 1,
             "policy": default_key_policy(account_id, partition) if customer else None,
-            "aliases": [alias] if alias else [],
+            "aliases": [
+                {
+                    "AliasArn": f"arn:{partition}:kms:{region}:{account_id}:{alias}",
+                    "AliasName": alias,
+                    "CreationDate": WHEN,
+                    "LastUpdatedDate": WHEN,
+                    "TargetKeyId": key_id,
+                }
+            ] if alias else [],
+            "tags_src": [] if customer else None,
             "tags": {} if customer else None,
             **self._common(account_id, region, partition, alias or key_id, arn),
         }
         row.update(cols)
+        if "policy_std" not in cols:
+            policy = json.loads(row["policy"]) if isinstance(row["policy"], str) else row["policy"]
+            try:
+                row["policy_std"] = None if policy is None else canonical(policy)
+            except PolicyError:  # a deliberately broken policy: no canonical form
+                row["policy_std"] = None
         return self.insert(KEYS, **row)
 
     def add_alias(

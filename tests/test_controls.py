@@ -426,7 +426,55 @@ def test_policy_names_every_public_statement(snap: SnapshotBuilder) -> None:
     )
     key = snap.add_key("alias/two-open", policy=policy)
     model = snap.add_model("model-two-open", model_kms_key_arn=key["arn"])
-    assert_finding(by_resource(snap.path, POLICY), model["arn"], "alarm", "First", "(no Sid)")
+    assert_finding(by_resource(snap.path, POLICY), model["arn"], "alarm", "\"First\" (#2)", "statement #3")
+
+
+def _open_to_all(condition: dict | None = None) -> dict:
+    statement = {"Sid": "Everyone", "Effect": "Allow", "Principal": {"AWS": "*"},
+                 "Action": ["kms:Decrypt", "kms:GenerateDataKey"], "Resource": "*"}
+    return _policy(ROOT, {**statement, **({"Condition": condition} if condition else {})})
+
+
+@pytest.mark.parametrize(
+    "condition, status",
+    [
+        # Conditions that say nothing about who the caller is: still everyone (issue 10's false pass).
+        ({"Bool": {"aws:SecureTransport": "true"}}, "alarm"),
+        ({"IpAddress": {"aws:SourceIp": "203.0.113.0/24"}}, "alarm"),
+        ({"StringEquals": {"kms:ViaService": "bedrock.us-east-1.amazonaws.com"}}, "alarm"),
+        ({"StringEquals": {"kms:EncryptionContext:aws:bedrock:arn": "arn:aws:bedrock:us-east-1:1:x"}}, "alarm"),
+        ({"StringLike": {"kms:CallerAccount": "*"}}, "alarm"),  # a wildcard value names nobody
+        # Conditions that tie the caller to known accounts or an organization.
+        ({"StringEquals": {"kms:CallerAccount": ACCOUNT}}, "ok"),
+        ({"StringEquals": {"aws:PrincipalOrgID": "o-a1b2c3d4e5"}}, "ok"),
+        ({"StringEqualsIgnoreCase": {"AWS:PrincipalAccount": [ACCOUNT]}}, "ok"),
+        ({"ArnLike": {"aws:PrincipalArn": f"arn:aws:iam::{ACCOUNT}:role/*"}}, "ok"),
+    ],
+    ids=["tls", "source-ip", "via-service", "encryption-context", "caller-like-star",
+         "caller-account", "org-id", "principal-account-ignorecase", "principal-arn-like"],
+)
+def test_policy_public_unless_a_condition_names_the_caller(snap: SnapshotBuilder, condition, status) -> None:
+    key = snap.add_key("alias/shared", policy=_open_to_all(condition))
+    model = snap.add_model("model-shared", model_kms_key_arn=key["arn"])
+    finding = assert_finding(by_resource(snap.path, POLICY), model["arn"], status, "alias/shared", "model-shared")
+    if status == "alarm":  # the reason names the statement and why it is public
+        assert "Everyone" in finding.reason and "*" in finding.reason, finding.reason
+
+
+def test_policy_that_is_no_policy_document_is_an_error(snap: SnapshotBuilder) -> None:
+    key = snap.add_key("alias/odd", policy={"Version": "2012-10-17", "Statement": "not a statement"})
+    model = snap.add_model("model-odd", model_kms_key_arn=key["arn"])
+    assert_finding(by_resource(snap.path, POLICY), model["arn"], "error", "alias/odd")
+
+
+def test_rotation_status_failure_is_an_error_not_off(snap: SnapshotBuilder) -> None:
+    # What the collector stores when GetKeyRotationStatus fails: 0 (so no ported query reads
+    # it as on) and an error row naming the key.
+    key = snap.add_key("alias/unknown-rotation", key_rotation_enabled=0)
+    snap.add_error(table_name=KEYS, operation="GetKeyRotationStatus", resource=key["arn"])
+    model = snap.add_model("model-unknown-rotation", model_kms_key_arn=key["arn"])
+    finding = assert_finding(by_resource(snap.path, ROTATION), model["arn"], "error", "alias/unknown-rotation")
+    assert "GetKeyRotationStatus" in finding.reason
 
 
 # --- every control on an empty snapshot and on the demo snapshot ---------------------------

@@ -57,6 +57,9 @@ DESIGN_COLUMNS = {
         "arn", "id", "key_manager", "key_state", "enabled", "origin", "key_usage", "key_spec",
         "description", "creation_date", "deletion_date", "multi_region", "key_rotation_enabled",
         "policy", "aliases", "tags",
+        # issue 10: Steampipe's columns and shapes
+        "customer_master_key_spec", "aws_account_id", "valid_to", "multi_region_configuration",
+        "policy_std", "tags_src",
     ],
     "aws_kms_alias": ["alias_name", "arn", "target_key_id", "creation_date", "last_updated_date"],
     # issue 9: the whole custom-model estate
@@ -242,8 +245,11 @@ def test_kms_key_rows_and_calls(demo: Estate, live) -> None:
         assert row["key_manager"] == key.key_manager
         assert row["key_state"] == key.key_state
         assert row["enabled"] == (1 if key.key_state == "Enabled" else 0)
-        assert parse_json(row["aliases"]) == [key.alias]
+        assert [a["AliasName"] for a in parse_json(row["aliases"])] == [key.alias]
+        assert parse_json(row["aliases"])[0]["TargetKeyId"] == key.key_id
         assert row["title"] == key.alias
+        assert row["aws_account_id"] == row["account_id"]
+        assert row["customer_master_key_spec"] == "SYMMETRIC_DEFAULT"
         assert row["description"] == key.description
         assert ISO_UTC.match(row["creation_date"])
         if key.key_state == "PendingDeletion":
@@ -255,9 +261,11 @@ def test_kms_key_rows_and_calls(demo: Estate, live) -> None:
             policy = parse_json(row["policy"])
             assert policy["Statement"] and isinstance(policy, dict)
             assert parse_json(row["tags"]) == {"purpose": "bedrock-custom-models"}
+            assert parse_json(row["tags_src"]) == [{"TagKey": "purpose", "TagValue": "bedrock-custom-models"}]
+            assert isinstance(parse_json(row["policy_std"])["Statement"], list)
         else:
-            assert row["key_rotation_enabled"] is None
-            assert row["policy"] is None and row["tags"] is None
+            assert row["key_rotation_enabled"] == 1  # AWS rotates AWS managed keys every year
+            assert row["policy"] is None and row["tags"] is None and row["policy_std"] is None
 
     # Detail calls only for customer keys; DescribeKey for all; aliases once per region.
     n_customer = len(customer)
@@ -277,7 +285,7 @@ def test_aws_managed_keys_make_no_detail_calls(world: World, scratch: str) -> No
     try:
         rows = handle.rows("SELECT key_manager, key_rotation_enabled, policy, tags FROM aws_kms_key")
         assert len(rows) == 3 and {r["key_manager"] for r in rows} == {"AWS"}
-        assert all(r["key_rotation_enabled"] is None and r["policy"] is None and r["tags"] is None for r in rows)
+        assert all(r["key_rotation_enabled"] == 1 and r["policy"] is None and r["tags"] is None for r in rows)
         assert handle.calls("DescribeKey") == 3
         for operation in ("GetKeyRotationStatus", "GetKeyPolicy", "ListResourceTags"):
             assert handle.calls(operation) == 0, operation
@@ -295,7 +303,7 @@ def test_many_keys_list_aliases_once_per_region(world: World) -> None:
     try:
         rows = handle.rows("SELECT title, aliases, key_rotation_enabled FROM aws_kms_key WHERE region = ? ORDER BY title", (first,))
         assert [r["title"] for r in rows] == [f"alias/k{i}" for i in range(6)]
-        assert [parse_json(r["aliases"]) for r in rows] == [[f"alias/k{i}"] for i in range(6)]
+        assert [[a["AliasName"] for a in parse_json(r["aliases"])] for r in rows] == [[f"alias/k{i}"] for i in range(6)]
         assert [r["key_rotation_enabled"] for r in rows] == [1, 0, 1, 0, 1, 0]
         assert handle.calls("ListAliases", first) == 1 and handle.calls("ListAliases", second) == 0
         assert handle.calls("GetKeyRotationStatus") == 6
@@ -413,7 +421,7 @@ def test_describe_key_denied_keeps_the_listed_key(demo: Estate) -> None:
         assert set(rows) == {k.key_id for k in demo.keys}
         row = rows[victim.key_id]
         assert row["arn"] == victim.arn and row["key_manager"] is None
-        assert parse_json(row["aliases"]) == [CMK]
+        assert [a["AliasName"] for a in parse_json(row["aliases"])] == [CMK]
         [record] = handle.errors.records()
         assert (record.table_name, record.operation, record.resource) == ("aws_kms_key", "DescribeKey", victim.arn)
     finally:
@@ -506,7 +514,7 @@ def test_rotation_unsupported_on_a_rotatable_key_is_an_error(demo: Estate) -> No
         deny(handle.scope, "kms", "GetKeyRotationStatus", code="UnsupportedOperationException",
              when=lambda params, ctx: params.get("KeyId") == victim.key_id)
         row = handle.rows("SELECT key_rotation_enabled FROM aws_kms_key WHERE arn = ?", (victim.arn,))[0]
-        assert row["key_rotation_enabled"] is None
+        assert row["key_rotation_enabled"] == 0  # unknown reads as off, never as on (and is recorded)
         [record] = handle.errors.records()
         assert (record.operation, record.error_code, record.resource) == (
             "GetKeyRotationStatus", "UnsupportedOperationException", victim.arn)

@@ -19,6 +19,7 @@ from .engine import Engine, ErrorLog
 from .errors import UserError
 from .providers import TABLES
 from .snapshot import _read_only_authorizer, open_snapshot
+from .sql_functions import install_functions
 from .views import install_views
 from .vtable import register
 
@@ -202,11 +203,18 @@ class StatementGuard:
         )
 
 
+def install_vocabulary(connection: apsw.Connection) -> None:
+    """What every connection speaks besides the tables: the SQL functions (time, key
+    policies) and the shared views (bedrock_model_encryption, ...)."""
+    install_functions(connection)
+    install_views(connection)
+
+
 @contextmanager
 def snapshot_connection(db_path, *, timeout: float | None = None) -> Iterator[apsw.Connection]:
     """The snapshot, read-only; each statement stops on Ctrl-C, and after ``timeout`` seconds."""
     connection = open_snapshot(db_path)
-    install_views(connection)  # the shared vocabulary (bedrock_model_encryption, ...)
+    install_vocabulary(connection)
     guard = StatementGuard(connection, timeout)
     try:
         yield connection
@@ -229,7 +237,7 @@ def live_connection(
     engine = Engine(scope, errors, max_workers=options.max_workers)
     connection = apsw.Connection(":memory:")
     register(connection, engine, TABLES)
-    install_views(connection)
+    install_vocabulary(connection)
     connection.authorizer = _read_only_authorizer
     guard = StatementGuard(connection, timeout)
     try:

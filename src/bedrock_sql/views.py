@@ -94,6 +94,10 @@ SELECT r.arn, r.model_name, r.kind, r.table_name, r.account_id, r.region, r.owne
        de.cause AS details_error,
        le.detail AS listing_error,
        coalesce(ke.cause, kle.cause) AS key_error,
+       (SELECT min(x.operation || ' failed with ' || x.error_code) FROM {ERRORS_TABLE} x
+        WHERE x.resource = r.key_arn AND x.operation = 'GetKeyRotationStatus') AS key_rotation_error,
+       (SELECT min(x.operation || ' failed with ' || x.error_code) FROM {ERRORS_TABLE} x
+        WHERE x.resource = r.key_arn AND x.operation = 'GetKeyPolicy') AS key_policy_error,
        kle.cause AS key_listing_error,
        CASE WHEN r.key_reference_form IN ('alias_arn', 'alias_name') THEN ale.cause END AS alias_listing_error,
        r.served_by,
@@ -226,6 +230,9 @@ VIEWS: dict[str, tuple[str, list[Column], str]] = {
             ("details_error", TEXT, "Why the model's details could not be read (NULL: they were)."),
             ("listing_error", TEXT, "Why the listing of the model's table failed in its account/region, if it did."),
             ("key_error", TEXT, "Why the key could not be read: its own failure, else its account/region's listing."),
+            ("key_rotation_error", TEXT, "Why the key's rotation status could not be read, if so "
+             "(key_rotation_enabled then reads 0)."),
+            ("key_policy_error", TEXT, "Why the key's policy could not be read or understood, if so."),
             ("key_listing_error", TEXT, "Why the keys of the key's account/region could not be listed, if so."),
             ("alias_listing_error", TEXT, "For a key named by an alias: why the aliases could not be listed, if so."),
             ("served_by", TEXT, "JSON array of the provisioned throughputs (model_arn or desired_model_arn) "

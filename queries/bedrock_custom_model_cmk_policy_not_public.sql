@@ -13,6 +13,8 @@
 -- references: https://docs.aws.amazon.com/kms/latest/developerguide/key-policies.html
 --   https://docs.aws.amazon.com/kms/latest/developerguide/key-policy-default.html
 --   https://docs.aws.amazon.com/IAM/latest/UserGuide/reference_policies_condition-keys.html
+--   https://docs.aws.amazon.com/securityhub/latest/userguide/kms-controls.html
+-- frameworks: aws-securityhub: KMS.5
 --
 -- ok     no statement grants the public
 -- alarm  at least one statement does (each named, with why)

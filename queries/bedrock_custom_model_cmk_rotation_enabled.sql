@@ -7,6 +7,11 @@
 -- remediation: Turn on automatic rotation for the key (kms:EnableKeyRotation, optionally
 --   with a rotation period).
 -- references: https://docs.aws.amazon.com/kms/latest/developerguide/rotate-keys.html
+--   https://docs.aws.amazon.com/securityhub/latest/userguide/kms-controls.html
+--   https://www.iso.org/standard/27001
+-- frameworks: nist-800-53-rev5: SC-12, SC-12(2), SC-28(3); pci-dss-v4.0.1: 3.7.4;
+--   cis-aws-foundations-v5.0.0: 3.6; cis-aws-foundations-v3.0.0: 3.6;
+--   aws-securityhub: KMS.4; iso-27001-2022: 8.24
 --
 -- ok     rotation is on
 -- alarm  rotation is off

@@ -9,6 +9,9 @@
 --   go, re-create the model with a new CMK first (`bedrock-sql remediate`).
 -- references: https://docs.aws.amazon.com/kms/latest/developerguide/key-state.html
 --   https://docs.aws.amazon.com/bedrock/latest/userguide/encryption-custom-job.html
+--   https://docs.aws.amazon.com/securityhub/latest/userguide/kms-controls.html
+--   https://www.iso.org/standard/27001
+-- frameworks: nist-800-53-rev5: SC-12, SC-12(2); aws-securityhub: KMS.3; iso-27001-2022: 8.24
 --
 -- ok     the key is Enabled
 -- alarm  the key is Disabled, PendingDeletion, PendingImport, Unavailable, or no longer exists

@@ -7,6 +7,8 @@
 -- remediation: Re-run the job with vpcConfig (subnetIds and securityGroupIds), and an S3
 --   gateway endpoint in that VPC for the training data bucket.
 -- references: https://docs.aws.amazon.com/bedrock/latest/userguide/vpc-model-customization.html
+--   https://docs.aws.amazon.com/securityhub/latest/userguide/sagemaker-controls.html
+-- frameworks: nist-800-53-rev5: AC-4, SC-7
 --
 -- ok     the job has subnets in its VPC configuration
 -- alarm  the job has no VPC configuration

@@ -8,6 +8,11 @@
 --   customer-managed key whose key policy lets the job's service role use it; for a
 --   completed job, re-create its model the same way (`bedrock-sql remediate`).
 -- references: https://docs.aws.amazon.com/bedrock/latest/userguide/encryption-custom-job.html
+--   https://docs.aws.amazon.com/securityhub/latest/userguide/bedrockagentcore-controls.html
+--   https://www.iso.org/standard/27001
+--   https://www.aicpa-cima.com/resources/download/2017-trust-services-criteria-with-revised-points-of-focus-2022
+-- frameworks: nist-800-53-rev5: SC-12(2), SC-13, SC-28, SC-28(1);
+--   iso-27001-2022: 8.24; soc2-tsc-2017: CC6.1
 --
 -- ok     the output model key is a customer-managed key
 -- alarm  no key (Bedrock-owned key), or an AWS managed key

@@ -306,8 +306,8 @@ def test_collect_with_a_failed_unit_exits_2_and_still_lands(capsys, workdir: Pat
 
     real = bedrock_sql.cli.resolve_scope
 
-    def denied_scope(options):
-        scope = real(options)
+    def denied_scope(options, shard=None):
+        scope = real(options, shard)
         deny(scope, "kms", "ListKeys", when=lambda p, ctx: region_of(ctx) == "us-east-1")
         return scope
 

@@ -33,6 +33,7 @@ from .aws import (
     offered,
 )
 from .errors import UserError, aws_failure_message
+from .shard import Shard, shard_note
 
 
 
@@ -467,7 +468,7 @@ def _check_options(opts: AwsOptions) -> None:
         raise UserError("--external-id is for the roles of --role-arn or --org-role (or --accounts-file)")
 
 
-def resolve_scope(opts: AwsOptions) -> Scope:
+def resolve_scope(opts: AwsOptions, shard: Shard | None = None) -> Scope:
     """Turn the AWS options into accounts (identified by STS) and units to scan.
 
     Accounts come from the ambient credentials or each ``--profile``; or, with
@@ -477,12 +478,22 @@ def resolve_scope(opts: AwsOptions) -> Scope:
     an account of the Organization or of the accounts file that cannot be reached is
     recorded in :attr:`Scope.failed_accounts` (the collector writes it to
     ``bedrock_sql_errors``) and the others are still scanned.
+
+    With ``shard`` only the accounts of that shard are kept (:mod:`bedrock_sql.shard`),
+    before their roles are assumed when a role ARN or the accounts file names the account;
+    a profile's account is known once STS has answered.
     """
     _check_options(opts)
     factory = ClientFactory(opts.endpoint_url, opts.max_workers)
     resolver = _Resolver(opts, factory)
     targets = resolver.targets()
+    named = {t.known_account for t in targets if t.known_account}
+    if shard:
+        targets = [t for t in targets if t.known_account is None or shard.holds(t.known_account)]
     results = _map(resolver.reach, targets, opts.max_workers, factory.stopping)
+    if shard:
+        named.update(r.account_id for r in results)
+        targets, results = _in_shard(shard, targets, results)
 
     accounts: list[Account] = []
     failed: dict[str, FailedAccount] = {}
@@ -505,10 +516,14 @@ def resolve_scope(opts: AwsOptions) -> Scope:
         accounts.append(result)
 
     failures = [f for account_id, f in failed.items() if account_id not in reached]
-    if failures and not accounts:
+    if shard and named:
+        # A shard may hold no account, or only unreachable ones: its snapshot still lands (and
+        # says so), or merge would miss a shard -- or lose the unreachable accounts' errors.
+        resolver.notes.insert(0, shard_note(shard, len(reached) + len(failures), len(named)))
+    elif failures and not accounts:
         more = f" (and {len(failures) - 1} more account(s))" if len(failures) > 1 else ""
         raise UserError(f"could not reach any account: {failures[0]}{more}")
-    if not accounts:
+    elif not accounts:
         raise UserError("--org-role: no active account of the AWS Organization is left to audit")
 
     units = [Unit(account=a, account_id=a.account_id, region=r) for a in accounts for r in a.regions]
@@ -520,3 +535,10 @@ def resolve_scope(opts: AwsOptions) -> Scope:
                 f"Amazon Bedrock is not offered in {region} (per botocore): its Bedrock tables are skipped there"
             )
     return Scope(accounts=accounts, units=units, factory=factory, failed_accounts=failures, notes=resolver.notes)
+
+
+def _in_shard(shard: Shard, targets: list[_Target], results: list) -> tuple[list[_Target], list]:
+    """The targets (and what reaching them gave) whose account falls in ``shard``."""
+    # A named account is in the shard already (and a mismatch with STS is reported below).
+    kept = [(t, r) for t, r in zip(targets, results) if shard.holds(t.known_account or r.account_id)]
+    return [t for t, _ in kept], [r for _, r in kept]

@@ -19,7 +19,9 @@ from .aws import DEFAULT_MAX_WORKERS, ApiError, AwsOptions
 from .engine import ErrorLog
 from .errors import BOTOCORE_FAILURES, UserError, api_call_of, aws_failure_message
 from .render import FORMATS, render
+from .shard import Shard, parse_shard
 from .report import CHECK_FORMATS
+from .diff import DIFF_FORMATS, FAIL_ON
 from .progress import collect_with_progress, echo_errors
 from .sql import StatementTimeout, checked_timeout, live_connection, run_query, snapshot_connection
 
@@ -122,16 +124,43 @@ def cli(ctx, db):
 @aws_options
 @click.option("--quiet", "-q", is_flag=True, help="No progress bar or summary.")
 @click.option("--force", is_flag=True, help="Replace --db even if it is not a bedrock-sql snapshot.")
+@click.option("--shard", metavar="I/N", callback=lambda ctx, param, text: parse_shard(text) if text is not None else None,
+              help="Collect only shard I of N (0 <= I < N): the accounts whose SHA-256 of the account ID, modulo N, "
+                   "is I. Merge the N snapshots with bedrock-sql merge.")
 @click.pass_context
-def collect_command(ctx, aws: AwsOptions, quiet: bool, force: bool):
+def collect_command(ctx, aws: AwsOptions, quiet: bool, force: bool, shard: Shard | None):
     """Snapshot custom, imported and copied models, their jobs, what serves them, KMS keys
     and aliases into --db."""
     from .snapshot_file import check_replaceable
 
     db = ctx.obj["db"]
     check_replaceable(db, force=force)  # before any AWS call: say so at once (collect checks again)
-    result = collect_with_progress(resolve_scope(aws), db, aws.max_workers, quiet, force=force)
+    scope = resolve_scope(aws, shard)
+    result = collect_with_progress(scope, db, aws.max_workers, quiet, force=force)
     ctx.exit(EXIT_PARTIAL if result.errors else EXIT_OK)
+
+
+# --- merge ----------------------------------------------------------------------------
+
+
+@cli.command("merge")
+@click.argument("out", type=click.Path(dir_okay=False))
+@click.argument("snapshots", nargs=-1, required=True, type=click.Path(dir_okay=False), metavar="SNAPSHOT...")
+@click.option("--force", is_flag=True,
+              help="Merge even snapshots that hold the same account, come from different bedrock-sql versions, "
+                   "or are an incomplete set of shards.")
+def merge_command(out, snapshots, force):
+    """Fold snapshots (the N shards of collect --shard I/N) into one snapshot OUT: every
+    table, every run and every recorded error. OUT is replaced only once whole."""
+    from .merge import merge_snapshots
+
+    echo = functools.partial(click.echo, err=True)
+    result = merge_snapshots(out, list(snapshots), force=force, echo=echo)
+    counts = ", ".join(f"{n} {name}" for name, n in result.row_counts.items())
+    echo(f"Merged {result.inputs} snapshot(s) ({result.runs} run(s), {result.accounts} account(s)): {counts}, "
+         f"{result.errors} recorded error(s) -> {result.path}")
+    for name, dropped in result.dropped.items():
+        echo(f"Note: {name}: {dropped} row(s) of accounts held twice were dropped (one row per key: the first snapshot's)")
 
 
 # --- query ----------------------------------------------------------------------------
@@ -259,11 +288,14 @@ queries_option = click.option(
 @queries_option
 @click.option("--output", "-o", "fmt", type=click.Choice(FORMATS), default="table", show_default=True)
 def controls_command(query_dirs, fmt):
-    """The controls `check` runs: id, title, severity, description."""
+    """The controls `check` runs: id, title, severity, the framework requirements each
+    serves, description."""
     from .controls import load_controls
+    from .frameworks import summary_text
 
     controls = load_controls(query_dirs)
-    render(["id", "title", "severity", "description"], [c.summary for c in controls], fmt, sys.stdout)
+    render(["id", "title", "severity", "frameworks", "description"],
+           [(c.id, c.title, c.severity, summary_text(c.frameworks), c.description) for c in controls], fmt, sys.stdout)
 
 
 @cli.command("check")
@@ -275,41 +307,120 @@ def controls_command(query_dirs, fmt):
               help="Also write the results to FILE; the format follows the name: "
                    ".csv .json .jsonl .md .asff.json .ocsf.json (repeatable).")
 @click.option("--live", is_flag=True, help="Collect from AWS now (into a throw-away snapshot) instead of reading --db.")
+@click.option("--exceptions", "exceptions_file", envvar="BEDROCK_SQL_EXCEPTIONS", type=click.Path(dir_okay=False),
+              metavar="FILE", help="Accepted risks (YAML or JSON): the findings they cover are shown muted and do not "
+                                   "fail the check until the entry expires (env BEDROCK_SQL_EXCEPTIONS).")
+@click.option("--framework", metavar="NAME",
+              help="Only the controls mapped to this framework (e.g. nist-800-53-rev5; `bedrock-sql controls` lists them).")
+@click.option("--to-security-hub", is_flag=True,
+              help="Also import the findings into AWS Security Hub (BatchImportFindings), each into its own account "
+                   "and region, reached with the AWS options (as for collect).")
+@click.option("--dry-run", is_flag=True,
+              help="With --to-security-hub: send nothing; print the calls that would be made on stdout "
+                   "(a JSON line each: account_id, region, findings).")
 @queries_option
 @timeout_option
 @aws_options
 @click.pass_context
-def check_command(ctx, control_ids, severity, fmt, exports, live, query_dirs, timeout, aws: AwsOptions):
+def check_command(ctx, control_ids, severity, fmt, exports, live, exceptions_file, framework, to_security_hub, dry_run,
+                  query_dirs, timeout, aws: AwsOptions):
     """Run controls (all, or those named) and report ok/alarm/info/skip/error.
 
-    Exit code: 0 when all pass, 1 when any row is alarm, 2 when any is error.
+    Exit code: 0 when all pass, 1 when any row is alarm, 2 when any is error (rows an
+    accepted exception of --exceptions mutes do not count).
     """
     from .controls import exit_code, load_controls, select_controls
     from .report import MACHINE_FORMATS, Output, export_files, export_format, run_check, status_summary
 
-    controls = select_controls(load_controls(query_dirs), control_ids, severity)
+    every_control = load_controls(query_dirs)
+    controls = select_controls(every_control, control_ids, severity)
+    if framework:
+        from .frameworks import select_framework
+
+        controls = select_framework(controls, framework, every_control)
+    exceptions = None
+    if exceptions_file:  # read and checked before any finding is written
+        from .exceptions import load_exceptions
+
+        exceptions = load_exceptions(exceptions_file, [c.id for c in every_control])
+        for warning in exceptions.warnings():
+            click.echo(f"bedrock-sql: warning: {warning}", err=True)
     export_formats = [(path, export_format(path)) for path in exports]
     for path, _ in export_formats:  # say so now, not after every control has run
         if not Path(path).absolute().parent.is_dir():
             raise UserError(f"--export {path}: no directory {Path(path).absolute().parent}")
+    if dry_run and not to_security_hub:
+        raise UserError("--dry-run goes with --to-security-hub (it shows what would be sent)")
+    if dry_run and ctx.get_parameter_source("fmt") != click.core.ParameterSource.DEFAULT:
+        raise UserError("--dry-run writes the findings it would send on stdout: leave out --output "
+                        "(--export FILE still writes a report)")
     if not controls:
-        click.echo(f"bedrock-sql: note: no control has severity {severity} or higher", err=True)
-    stdout = Output(fmt, sys.stdout, colour=sys.stdout.isatty())
+        chosen = " and ".join(filter(None, [f"severity {severity} or higher" if severity else "",
+                                            f"framework {framework}" if framework else ""]))
+        click.echo(f"bedrock-sql: note: no control has {chosen}", err=True)
+    machine = fmt in MACHINE_FORMATS or dry_run  # stdout carries data only: summaries go to stderr
+    stdout = [] if dry_run else [Output(fmt, sys.stdout, colour=sys.stdout.isatty())]
+    # Reached before any finding is written: a credentials problem is said at once.
+    scope = resolve_scope(aws) if live or (to_security_hub and not dry_run) else None
+    hub = None
+
+    def check_and_send(connection):
+        nonlocal hub
+        checked = run_check(connection, controls, [*stdout, *export_outputs], exceptions)
+        if to_security_hub:
+            from .securityhub import to_security_hub as send
+
+            hub = send(connection, controls, scope, max_workers=aws.max_workers, exceptions=exceptions,
+                       preview=sys.stdout if dry_run else None)
+        return checked
+
     # Findings stream to stdout and every export as the controls run (nothing is held).
     with export_files(export_formats) as export_outputs:
         if live:
             with tempfile.TemporaryDirectory(prefix="bedrock-sql-live-") as folder:
                 db = Path(folder) / "live.db"
-                scope = resolve_scope(aws)
-                collect_with_progress(scope, db, aws.max_workers, quiet=fmt in MACHINE_FORMATS,
+                collect_with_progress(scope, db, aws.max_workers, quiet=machine,
                                        destination="a throw-away snapshot for --live")
                 with snapshot_connection(db, timeout=timeout) as connection:
-                    result = run_check(connection, controls, [stdout, *export_outputs])
+                    result = check_and_send(connection)
         else:
             with snapshot_connection(ctx.obj["db"], timeout=timeout) as connection:
-                result = run_check(connection, controls, [stdout, *export_outputs])
-    click.echo(status_summary(result.counts, result.run), err=fmt in MACHINE_FORMATS)
-    ctx.exit(exit_code(result.counts))
+                result = check_and_send(connection)
+    click.echo(status_summary(result.counts, result.run, result.expired), err=machine)
+    if hub is not None:
+        for line in hub.lines():
+            click.echo(line, err=True)
+    # Findings that did not reach Security Hub: no verdict CI may read as delivered.
+    ctx.exit(EXIT_PARTIAL if hub is not None and hub.failed else exit_code(result.counts))
+
+
+# --- diff -----------------------------------------------------------------------------
+
+
+@cli.command("diff")
+@click.argument("old", type=click.Path(path_type=Path))
+@click.argument("new", type=click.Path(path_type=Path))
+@click.option("--output", "-o", "fmt", type=click.Choice(DIFF_FORMATS), default="table", show_default=True)
+@click.option("--all", "include_all", is_flag=True, help="Also show unchanged and out-of-scope rows.")
+@click.option("--fail-on", "fail_on", multiple=True, type=click.Choice(list(FAIL_ON)),
+              help="Exit 1 when some row has this change (repeatable).")
+@queries_option
+@timeout_option
+@click.pass_context
+def diff_command(ctx, old, new, fmt, include_all, fail_on, query_dirs, timeout):
+    """What changed from snapshot OLD (the last audit) to NEW: every control's verdict on
+    every resource, before and after (new alarm, fixed, regressed, ...), and the keys and
+    models that changed. Worst first; unchanged rows only with --all."""
+    from .controls import load_controls
+    from .diff import MACHINE_FORMATS, compare_snapshots, summary_line, write_diff
+
+    controls = load_controls(query_dirs)
+    with compare_snapshots(old, new, controls, timeout=timeout) as comparison:
+        for note in comparison.notes:
+            click.echo(f"bedrock-sql: note: {note}", err=True)
+        write_diff(comparison, fmt, sys.stdout, include_all=include_all, colour=sys.stdout.isatty())
+    click.echo(summary_line(comparison, include_all=include_all), err=fmt in MACHINE_FORMATS)
+    ctx.exit(1 if comparison.failing(fail_on) else 0)
 
 
 # --- remediate ------------------------------------------------------------------------

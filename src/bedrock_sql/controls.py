@@ -1,8 +1,8 @@
 """Controls: plain SQL files with a metadata header, run over a snapshot.
 
 A control file (``queries/<id>.sql``) starts with ``-- key: value`` comment lines
-(id, title, severity, description, remediation, references; an indented ``--   ...`` line
-continues the previous value) followed by one SELECT that returns at least
+(id, title, severity, description, remediation, references, frameworks; an indented
+``--   ...`` line continues the previous value) followed by one SELECT that returns at least
 ``resource, status, reason, account_id, region``. Any other column is kept as an extra
 dimension of the finding.
 """
@@ -10,7 +10,7 @@ dimension of the finding.
 from __future__ import annotations
 
 import re
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from importlib import resources
 from pathlib import Path
 from typing import Any, Iterable, Iterator, Mapping
@@ -19,13 +19,15 @@ import apsw
 import apsw.ext
 
 from .errors import UserError
+from .frameworks import Requirement, parse_frameworks
+from .shard import Shard, json_list, note_shard, shard_of
 from .sql import _has_statement, run_query, sql_message
 
 STATUSES = ("ok", "alarm", "info", "skip", "error")
 STATUS_ORDER = ("error", "alarm", "info", "skip", "ok")  # worst first
 SEVERITIES = ("critical", "high", "medium", "low", "info")
 REQUIRED_COLUMNS = ("resource", "status", "reason", "account_id", "region")
-HEADER_KEYS = ("id", "title", "severity", "description", "remediation", "references")
+HEADER_KEYS = ("id", "title", "severity", "description", "remediation", "references", "frameworks")
 
 _HEADER_LINE = re.compile(r"^--\s?(\w+):\s*(.*)$")
 _CONTINUATION = re.compile(r"^--\s{2,}(\S.*)$")
@@ -41,6 +43,8 @@ class Control:
     references: tuple[str, ...]
     sql: str
     source: str  # where the control was read from
+    # The framework requirements it gathers evidence for (its header's frameworks: line).
+    frameworks: tuple[Requirement, ...] = ()
 
     @property
     def summary(self) -> tuple[str, str, str, str]:
@@ -59,6 +63,14 @@ class Finding:
     # When the estate was observed (the collect run's finish) and that run's id.
     collected_at: str | None = None
     run_id: str | None = None
+    # An accepted exception (check --exceptions) covers it: it keeps its status, is shown as
+    # muted with why, and a muted alarm (or an error an entry names) does not fail the check.
+    muted: int = 0
+    mute_reason: str | None = None
+
+    @property
+    def requirements(self) -> tuple[Requirement, ...]:
+        return self.control.frameworks
 
 
 def parse_control(text: str, source: str) -> Control:
@@ -102,6 +114,7 @@ def parse_control(text: str, source: str) -> Control:
         references=references,
         sql=sql,
         source=source,
+        frameworks=parse_frameworks(meta.get("frameworks", ""), source),
     )
 
 
@@ -157,26 +170,64 @@ def select_controls(
 
 @dataclass(frozen=True)
 class SnapshotRun:
-    """The collect run that produced a snapshot: its findings are dated by it."""
+    """The collect run that produced a snapshot: its findings are dated by it.
+
+    A merged snapshot (``bedrock-sql merge``) holds one run per shard: there each finding is
+    dated by the run of its own account (:meth:`of_account`), and ``run_id``/``collected_at``
+    are the latest run's.
+    """
 
     run_id: str
     collected_at: str  # the run's finished_at, ISO-8601 UTC
+    # Merged snapshots only: account ID -> (run_id, collected_at) of the run that collected it;
+    # and shard index -> the same, for accounts no run names (unreachable ones, recorded in
+    # bedrock_sql_errors by their shard's run).
+    by_account: Mapping[str, tuple[str, str]] = field(default_factory=dict)
+    by_shard: Mapping[int, tuple[str, str]] = field(default_factory=dict)
+
+    def of_account(self, account_id: str) -> tuple[str, str]:
+        """(run_id, collected_at) of the run that collected ``account_id``."""
+        if account_id in self.by_account:
+            return self.by_account[account_id]
+        if self.by_shard and isinstance(account_id, str):
+            shard = self.by_shard.get(shard_of(account_id, len(self.by_shard)))
+            if shard:
+                return shard
+        return self.run_id, self.collected_at
 
 
 def snapshot_run(connection: apsw.Connection) -> SnapshotRun | None:
     """The snapshot's collect run, or None when bedrock_sql_runs holds none.
 
-    A collect writes exactly one run row; should a snapshot ever hold several, the latest
-    finished one dates it (as `remediate` reads it).
+    A collect writes exactly one run row. A merged snapshot holds several: the latest
+    finished one dates the snapshot (as `remediate` reads it), and each account's findings
+    are dated by the run whose ``accounts`` name it (the earliest, should two name it).
     """
     try:
-        row = connection.execute(
-            "SELECT run_id, finished_at FROM bedrock_sql_runs WHERE finished_at IS NOT NULL "
-            "ORDER BY finished_at DESC LIMIT 1"
-        ).fetchone()
+        rows = connection.execute(
+            "SELECT run_id, finished_at, accounts, notes FROM bedrock_sql_runs WHERE finished_at IS NOT NULL "
+            "ORDER BY finished_at DESC"
+        ).fetchall()
     except apsw.Error as exc:
         raise UserError(f"cannot read the snapshot's collect run: {sql_message(exc)}") from None
-    return SnapshotRun(run_id=str(row[0]), collected_at=str(row[1])) if row else None
+    if not rows:
+        return None
+    latest = SnapshotRun(run_id=str(rows[0][0]), collected_at=str(rows[0][1]))
+    if len(rows) == 1:
+        return latest
+    by_account: dict[str, tuple[str, str]] = {}
+    shards: dict[Shard, tuple[str, str]] = {}
+    for run_id, finished_at, accounts, notes in rows:  # latest first: the earliest run wins
+        run = (str(run_id), str(finished_at))
+        by_account.update((account, run) for account in json_list(accounts))
+        shard = note_shard(json_list(notes))
+        if shard:
+            shards[shard] = run
+    counts = {shard.count for shard in shards}
+    # A whole set of shards: any account, named by a run or not, belongs to one of them.
+    whole = len(shards) == len(rows) and len(counts) == 1 and len(shards) == next(iter(counts))
+    by_shard = {shard.index: run for shard, run in shards.items()} if whole else {}
+    return replace(latest, by_account=by_account, by_shard=by_shard)
 
 
 # --- running controls ------------------------------------------------------------------------
@@ -264,8 +315,11 @@ def _findings(
     status_at, resource_at, reason_at = index["status"], index["resource"], index["reason"]
     account_at, region_at = index["account_id"], index["region"]
     collected_at, run_id = (run.collected_at, run.run_id) if run else (None, None)
+    per_account = run is not None and bool(run.by_account or run.by_shard)  # a merged snapshot
     for row in _control_rows(control, result.rows):
         _check_status(control, row[status_at])
+        if per_account:
+            run_id, collected_at = run.of_account(row[account_at])
         yield Finding(
             control=control,
             resource=row[resource_at],
@@ -306,19 +360,34 @@ def run_controls(connection: apsw.Connection, controls: list[Control]) -> list[F
 # --- counting -------------------------------------------------------------------------------
 
 
+def muted_key(status: str) -> str:
+    """The counts key of the muted findings of ``status`` (they count in ``status`` too)."""
+    return f"muted_{status}"
+
+
 def new_counts() -> dict[str, int]:
-    return {"total": 0, **{s: 0 for s in STATUSES}}
+    return {"total": 0, **{s: 0 for s in STATUSES}, **{muted_key(s): 0 for s in STATUSES}}
+
+
+def count(counts: dict[str, int], finding: Finding) -> None:
+    counts["total"] += 1
+    counts[finding.status] += 1
+    if finding.muted:
+        counts[muted_key(finding.status)] += 1
 
 
 def summarize(findings: Iterable[Finding]) -> dict[str, int]:
     counts = new_counts()
     for finding in findings:
-        counts["total"] += 1
-        counts[finding.status] += 1
+        count(counts, finding)
     return counts
 
 
 def exit_code(counts: Mapping[str, int]) -> int:
     """From the counts of each status: 2 when any finding is error (error wins), 1 when any
-    is alarm, else 0 (ok, info and skip are no alarm)."""
-    return 2 if counts.get("error") else 1 if counts.get("alarm") else 0
+    is alarm, else 0 (ok, info and skip are no alarm). Muted findings (an accepted
+    exception covers them) do not count."""
+    def unmuted(status: str) -> int:
+        return counts.get(status, 0) - counts.get(muted_key(status), 0)
+
+    return 2 if unmuted("error") else 1 if unmuted("alarm") else 0

@@ -8,6 +8,12 @@
 * :func:`to_ocsf` gives one OCSF Compliance Finding event (class 2003) per finding, built
   with py-ocsf-models and dumped to plain JSON-ready dicts.
 
+A finding an accepted exception covers (``muted``) is ASFF ``Workflow.Status`` SUPPRESSED with
+the exception in ``Note``, and OCSF status Suppressed (status_id 3) with it in
+``status_detail``; its compliance status stays what the control found. The framework
+requirements of the finding's control are ASFF ``Compliance.RelatedRequirements`` and OCSF
+``compliance.requirements`` / ``compliance.standards``.
+
 Both give a finding the same id, stable across runs: it depends only on the control, the
 account, the region and the resource, so a re-import updates the earlier finding instead of
 adding a duplicate.
@@ -25,6 +31,7 @@ from typing import Any, Iterable, Optional
 
 from . import __version__
 from .controls import Finding
+from .frameworks import asff_related_requirements, standards_of
 
 PRODUCT_NAME = "bedrock-sql"
 ASFF_SCHEMA_VERSION = "2018-10-08"
@@ -85,6 +92,7 @@ ACCOUNT_RESOURCE_TYPE = ("AwsAccount", "AWS::Account")
 _TITLE_MAX = 256
 _DESCRIPTION_MAX = 1024
 _RECOMMENDATION_MAX = 512
+_NOTE_MAX = 512
 _PRODUCT_FIELD_KEY_MAX = 128
 _PRODUCT_FIELD_VALUE_MAX = 2048
 # Security Hub allows 50 ProductFields and adds a few "aws/securityhub/..." keys itself.
@@ -284,13 +292,19 @@ def _asff_one(finding: Finding, now: str, first: str) -> dict:
         "Title": _clip(control.title, _TITLE_MAX),
         "Description": _clip(description, _DESCRIPTION_MAX),
         "Resources": [asff_resource],
-        "Compliance": {"Status": compliance},
+        "Compliance": _asff_compliance(compliance, finding),
         # Security Hub itself resolves PASSED findings and reopens them (NEW) when they
         # stop passing; after creation only BatchUpdateFindings changes the workflow.
-        "Workflow": {"Status": "RESOLVED" if compliance == "PASSED" else "NEW"},
+        "Workflow": {"Status": _asff_workflow(compliance, finding)},
         "RecordState": "ACTIVE",
         "ProductFields": _product_fields(finding),
     }
+    if finding.muted:
+        result["Note"] = {
+            "Text": _clip(f"Accepted exception: {finding.mute_reason or 'no reason given'}", _NOTE_MAX),
+            "UpdatedBy": PRODUCT_NAME,
+            "UpdatedAt": now,
+        }
     if not _blank(control.remediation):
         recommendation: dict[str, str] = {"Text": _clip(control.remediation, _RECOMMENDATION_MAX)}
         if control.references:
@@ -301,12 +315,28 @@ def _asff_one(finding: Finding, now: str, first: str) -> dict:
     return result
 
 
+def _asff_compliance(compliance: str, finding: Finding) -> dict[str, Any]:
+    result: dict[str, Any] = {"Status": compliance}
+    related = asff_related_requirements(finding.requirements)
+    if related:
+        result["RelatedRequirements"] = related
+    return result
+
+
+def _asff_workflow(compliance: str, finding: Finding) -> str:
+    if finding.muted:
+        return "SUPPRESSED"  # an accepted risk: the Note says who accepted it, why, until when
+    return "RESOLVED" if compliance == "PASSED" else "NEW"
+
+
 def _product_fields(finding: Finding) -> dict[str, str]:
     fields = {
         f"{PRODUCT_NAME}/ControlId": finding.control.id,
         f"{PRODUCT_NAME}/Status": finding.status,
         f"{PRODUCT_NAME}/ToolVersion": __version__,
     }
+    if finding.muted:
+        fields[f"{PRODUCT_NAME}/Muted"] = "1"
     if finding.run_id:
         fields[f"{PRODUCT_NAME}/RunId"] = str(finding.run_id)
     for name, value in finding.dimensions.items():
@@ -411,10 +441,10 @@ def _ocsf_one(finding: Finding, now: datetime, first: datetime) -> dict:
         type_name="Compliance Finding: Create",
         severity_id=severity_id,
         severity=severity_caption,
-        status_id=m.StatusID.New,
-        status="New",
+        status_id=m.StatusID.Suppressed if finding.muted else m.StatusID.New,
+        status="Suppressed" if finding.muted else "New",
         status_code=finding.status,
-        status_detail=reason,
+        status_detail=f"Accepted exception: {finding.mute_reason}" if finding.muted else reason,
         message=reason,
         time=_epoch_ms(now),
         time_dt=now,
@@ -444,7 +474,8 @@ def _ocsf_one(finding: Finding, now: datetime, first: datetime) -> dict:
         compliance=m.OcsfCompliance(
             control=control.id,
             desc=control.description,
-            standards=[PRODUCT_NAME],
+            standards=[PRODUCT_NAME, *standards_of(finding.requirements)],
+            requirements=[r.asff for r in finding.requirements] or None,
             status_id=compliance_id,
             status=compliance_caption,
             status_code=finding.status,

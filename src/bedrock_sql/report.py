@@ -31,7 +31,9 @@ from .controls import (
     Control,
     Finding,
     SnapshotRun,
+    count,
     iter_findings,
+    muted_key,
     new_counts,
     prepare_control,
     snapshot_run,
@@ -40,6 +42,8 @@ from .controls import (
     worst_first,
 )
 from .errors import UserError
+from .exceptions import ExceptionFile
+from .frameworks import requirement_labels
 from .render import render, row_writer
 
 CHECK_FORMATS = ("table", "brief", "csv", "json", "jsonl", "markdown", "asff", "ocsf")
@@ -58,6 +62,10 @@ EXPORT_SUFFIXES = (
 BASE_COLUMNS = ("control_id", "control_title", "severity", "status", "reason", "resource", "account_id", "region")
 # When the evidence was true: the collect run the findings were judged on.
 EVIDENCE_COLUMNS = ("collected_at", "run_id")
+# The audit cycle: an accepted exception covers the finding (muted 0/1 and why), and the
+# framework requirements its control serves ("framework:id": a JSON array in json/jsonl,
+# joined by "; " in csv and markdown).
+AUDIT_COLUMNS = ("muted", "mute_reason", "requirements")
 GROUPED_COLUMNS = ("status", "resource", "reason", "account_id", "region")
 STATUS_COLOURS = {"ok": "green", "alarm": "red", "error": "magenta", "info": "cyan", "skip": "bright_black"}
 
@@ -82,15 +90,24 @@ class Output:
 
 @dataclass(frozen=True)
 class CheckResult:
-    counts: dict[str, int]  # total and each status
+    counts: dict[str, int]  # total, each status, and the muted of each (controls.muted_key)
     run: SnapshotRun
+    expired: int = 0  # exceptions that have expired (they muted nothing)
 
 
 # --- the streaming check -----------------------------------------------------------------
 
 
-def run_check(connection: apsw.Connection, controls: Sequence[Control], outputs: Sequence[Output]) -> CheckResult:
+def run_check(
+    connection: apsw.Connection,
+    controls: Sequence[Control],
+    outputs: Sequence[Output],
+    exceptions: ExceptionFile | None = None,
+) -> CheckResult:
     """Run ``controls`` on the snapshot and write their findings to every output.
+
+    With ``exceptions``, each finding an active entry covers is muted (see
+    :mod:`bedrock_sql.exceptions`) before it is counted or written.
 
     Formats in control order (all but ``table``) get each finding as SQLite produces it, in
     one pass. The grouped table needs the controls worst first, so every control's counts,
@@ -110,13 +127,14 @@ def run_check(connection: apsw.Connection, controls: Sequence[Control], outputs:
     prepared = [prepare_control(connection, control) for control in controls]
     columns = flat_columns(name for p in prepared for name in p.columns)
     in_order = [_writer(output, columns, run) for output in outputs if output.fmt != "table"]
+    mute = exceptions.muter(connection).apply if exceptions and exceptions.active else None
     per_control: dict[str, dict[str, int]] = {}
     for item in prepared:
-        if in_order:
+        if in_order or mute:  # muting is per finding: SQL alone cannot count it
             counts = new_counts()
             for finding in iter_findings(connection, item, run):
-                counts["total"] += 1
-                counts[finding.status] += 1
+                finding = mute(finding) if mute else finding
+                count(counts, finding)
                 for writer in in_order:
                     writer.write(finding)
         else:
@@ -126,19 +144,24 @@ def run_check(connection: apsw.Connection, controls: Sequence[Control], outputs:
         writer.close()
 
     by_id = {item.control.id: item for item in prepared}
+
+    def rows_of(control: Control) -> Iterable[Finding]:
+        rows = worst_first(connection, by_id[control.id], run)
+        return map(mute, rows) if mute else rows
+
     for output in outputs:
         if output.fmt == "table":
             _write_grouped(
                 [(item.control, per_control[item.control.id]) for item in prepared],
-                lambda control: worst_first(connection, by_id[control.id], run),
+                rows_of,
                 output.out,
                 output.colour,
             )
     total = new_counts()
     for counts in per_control.values():
-        for name, count in counts.items():
-            total[name] += count
-    return CheckResult(total, run)
+        for name, number in counts.items():
+            total[name] += number
+    return CheckResult(total, run, expired=len(exceptions.expired) if exceptions else 0)
 
 
 @contextmanager
@@ -201,10 +224,20 @@ class _ExportFile:
 # --- summaries ----------------------------------------------------------------------------
 
 
-def status_summary(counts: Mapping[str, int], run: SnapshotRun | None) -> str:
-    """The summary line: the count of each status, and the collect run it judged."""
-    text = "Summary: " + ", ".join(f"{name} {counts[name]}" for name in ("total", *STATUSES))
+def status_summary(counts: Mapping[str, int], run: SnapshotRun | None, expired: int = 0) -> str:
+    """The summary line: the count of each status (and of its muted findings, when any),
+    expired exceptions, and the collect run it judged."""
+    text = "Summary: total " + str(counts["total"]) + "".join(f", {_counted(counts, s)}" for s in STATUSES)
+    if expired:
+        text += f"; {expired} exception{'s' if expired != 1 else ''} expired"
     return text + (f"; snapshot collected {run.collected_at}, run {run.run_id}" if run else "")
+
+
+def _counted(counts: Mapping[str, int], status: str, *, first: str = "name") -> str:
+    """'alarm 2 (1 muted)', or '2 alarm (1 muted)' with first='count'."""
+    said = f"{status} {counts[status]}" if first == "name" else f"{counts[status]} {status}"
+    muted = counts.get(muted_key(status), 0)
+    return said + (f" ({muted} muted)" if muted else "")
 
 
 def summary_line(findings: Sequence[Finding]) -> str:
@@ -258,10 +291,10 @@ def write_report(
 
 
 def flat_columns(dimensions: Iterable[str]) -> list[str]:
-    """Flat rows (Powerpipe-like): the base columns, the evidence columns, then every extra
-    dimension of the controls, in the order they first appear."""
-    taken = {*BASE_COLUMNS, *EVIDENCE_COLUMNS}
-    return [*BASE_COLUMNS, *EVIDENCE_COLUMNS, *(name for name in dict.fromkeys(dimensions) if name not in taken)]
+    """Flat rows (Powerpipe-like): the base columns, the evidence columns, the audit
+    columns, then every extra dimension of the controls, in the order they first appear."""
+    fixed = (*BASE_COLUMNS, *EVIDENCE_COLUMNS, *AUDIT_COLUMNS)
+    return [*fixed, *(name for name in dict.fromkeys(dimensions) if name not in fixed)]
 
 
 def _writer(output: Output, columns: list[str], run: SnapshotRun | None):
@@ -279,12 +312,17 @@ def _writer(output: Output, columns: list[str], run: SnapshotRun | None):
 class _FlatRows:
     def __init__(self, fmt: str, out: TextIO, columns: list[str]):
         self.writer = row_writer(fmt, columns, out)
-        self.dimensions = columns[len(BASE_COLUMNS) + len(EVIDENCE_COLUMNS):]
+        self.dimensions = columns[len(BASE_COLUMNS) + len(EVIDENCE_COLUMNS) + len(AUDIT_COLUMNS):]
+        self.as_array = fmt in ("json", "jsonl")  # requirements: an array there, text elsewhere
+        self.for_people = fmt == "markdown"  # a muted status says so in the status cell
 
     def write(self, f: Finding) -> None:
+        requirements = requirement_labels(f.requirements)
+        status = f"{f.status} (muted)" if f.muted and self.for_people else f.status
         self.writer.write((
-            f.control.id, f.control.title, f.control.severity, f.status, f.reason, f.resource, f.account_id, f.region,
+            f.control.id, f.control.title, f.control.severity, status, f.reason, f.resource, f.account_id, f.region,
             f.collected_at, f.run_id,
+            f.muted, f.mute_reason, requirements if self.as_array else "; ".join(requirements),
             *(f.dimensions.get(name) for name in self.dimensions),
         ))
 
@@ -311,7 +349,8 @@ class _JsonArray:
 
 
 class _Brief:
-    """Only what needs attention: one line per alarm or error."""
+    """Only what needs attention: one line per alarm or error (a muted one says so, and why
+    it was accepted)."""
 
     def __init__(self, out: TextIO, colour: bool):
         self.out = out
@@ -319,15 +358,22 @@ class _Brief:
 
     def write(self, f: Finding) -> None:
         if f.status in ("alarm", "error"):
-            self.out.write(f"{_status(f.status, self.colour):5}  {f.control.id}  {f.resource}  {f.reason}\n")
+            accepted = f"  [accepted: {f.mute_reason}]" if f.muted else ""
+            label = _status(f.status, self.colour, muted=bool(f.muted))
+            self.out.write(f"{label:5}  {f.control.id}  {f.resource}  {f.reason}{accepted}\n")
 
     def close(self) -> None:
         pass
 
 
-def _status(status: str, colour: bool) -> str:
-    label = status.upper()
-    return click.style(label, fg=STATUS_COLOURS[status], bold=status in ("alarm", "error")) if colour else label
+def _status(status: str, colour: bool, muted: bool = False) -> str:
+    """ALARM, or 'ALARM (muted)' (dim on a terminal: an accepted risk)."""
+    label = status.upper() + (" (muted)" if muted else "")
+    if not colour:
+        return label
+    if muted:
+        return click.style(label, fg=STATUS_COLOURS[status], dim=True)
+    return click.style(label, fg=STATUS_COLOURS[status], bold=status in ("alarm", "error"))
 
 
 def _write_grouped(
@@ -350,10 +396,14 @@ def _write_grouped(
         heading = f"{control.id} [{control.severity}] {control.title}"
         out.write((click.style(heading, bold=True) if colour else heading) + "\n")
         out.write(
-            "  " + ", ".join(f"{counts[s]} {s}" for s in STATUSES if counts[s])
+            "  " + ", ".join(_counted(counts, s, first="count") for s in STATUSES if counts[s])
             + ("\n" if counts["total"] else "no resources\n")
         )
         if counts["total"]:
-            rows = ((_status(f.status, colour), f.resource, f.reason, f.account_id, f.region) for f in rows_of(control))
+            rows = (
+                (_status(f.status, colour, muted=bool(f.muted)), f.resource,
+                 f"{f.reason} [accepted: {f.mute_reason}]" if f.muted else f.reason, f.account_id, f.region)
+                for f in rows_of(control)
+            )
             render(GROUPED_COLUMNS, rows, "table", out)
         out.write("\n")

@@ -8,6 +8,7 @@ resource that could not be read is an error there, never missing) and ``bedrock_
 
 from __future__ import annotations
 
+import functools
 import glob
 import json
 import os
@@ -135,16 +136,8 @@ def collect(
     not a bedrock-sql snapshot is refused (:class:`UserError`) unless ``force``.
     """
     target = Path(db_path).absolute()
-    if not target.parent.is_dir():
-        raise UserError(f"cannot write a snapshot at {target}: no directory {target.parent}")
-    check_replaceable(db_path, force=force)
-    _remove_stale_partials(target)
-    partial = _partial_path(target)
-    try:
-        os.close(os.open(partial, os.O_CREAT | os.O_EXCL | os.O_WRONLY, 0o600))
-    except OSError as exc:
-        raise UserError(f"cannot write a snapshot at {target}: {exc.strerror}") from None
-    _stamp(partial, target)
+    replaceable = functools.partial(check_replaceable, db_path, force=force)
+    partial = open_partial(target, replaceable)
 
     errors = ErrorLog()
     # Accounts that could not be reached: one row per table and region, as a failed listing.
@@ -160,13 +153,12 @@ def collect(
         # rows of the one before (journal_mode answers one) have been read.
         connection.execute("PRAGMA snapshot.journal_mode=OFF").fetchall()
         connection.execute("PRAGMA snapshot.synchronous=OFF").fetchall()
-        counts: dict[str, int] = {}
         with connection:
+            counts: dict[str, int] = {}
             for table in tables.values():
                 counts[table.name] = _copy_table(connection, table)
             notes = [*scope.notes, *_run_notes(engine, tables, counts)]
-            for name, (_, columns) in META_TABLES.items():
-                connection.execute(_create_sql(f"snapshot.{name}", columns))
+            create_meta_tables(connection, "snapshot")
             records = errors.records()
             connection.executemany(
                 f"INSERT INTO snapshot.{ERRORS_TABLE} VALUES ({', '.join('?' * len(ERROR_COLUMNS))})",
@@ -187,24 +179,10 @@ def collect(
                     json.dumps(notes, ensure_ascii=False),
                 ),
             )
-            for table in tables.values():
-                for column in table.indexes:
-                    if (column,) == table.key:
-                        continue  # its UNIQUE index serves the joins
-                    connection.execute(
-                        f"CREATE INDEX snapshot.idx_{table.name}_{column} ON {table.name}({column})"
-                    )
-            connection.execute(f"CREATE INDEX snapshot.idx_{ERRORS_TABLE}_unit ON {ERRORS_TABLE}(account_id, region)")
-            from .views import write_views  # here: views imports this module
-
-            write_views(connection, "snapshot")  # for SQLite tools that open the file themselves
+            finish_snapshot(connection, "snapshot", tables)
         connection.execute("DETACH snapshot")
         connection.close()
-        _fsync(partial)
-        # Checked again: a file that is no snapshot may have appeared there while we collected.
-        check_replaceable(target, force=force)
-        os.replace(partial, target)
-        _fsync(target.parent)
+        publish(partial, target, replaceable)
     except BaseException:
         # Give up at once: do not wait for calls still in flight (Ctrl-C must be prompt).
         engine.interrupt()
@@ -215,6 +193,59 @@ def collect(
     return CollectResult(target, counts, records, replace(scope, notes=notes), api_calls)
 
 
+def open_partial(target: Path, replaceable: Callable[[], None]) -> Path:
+    """A new, empty snapshot file beside ``target`` (absolute) to write into: created 0600
+    (it maps an estate's keys and models) and stamped as bedrock-sql's. ``replaceable()``
+    raises :class:`UserError` when ``target`` must not be replaced (asked again by
+    :func:`publish`). Collect and merge write this way; the caller removes the file on failure.
+    """
+    if not target.parent.is_dir():
+        raise UserError(f"cannot write a snapshot at {target}: no directory {target.parent}")
+    replaceable()
+    _remove_stale_partials(target)
+    partial = _partial_path(target)
+    try:
+        os.close(os.open(partial, os.O_CREAT | os.O_EXCL | os.O_WRONLY, 0o600))
+    except OSError as exc:
+        raise UserError(f"cannot write a snapshot at {target}: {exc.strerror}") from None
+    _stamp(partial, target)
+    return partial
+
+
+def publish(partial: Path, target: Path, replaceable: Callable[[], None]) -> None:
+    """Move the complete ``partial`` file over ``target``, durably."""
+    _fsync(partial)
+    # Checked again: a file that is no snapshot may have appeared there while we wrote.
+    replaceable()
+    os.replace(partial, target)
+    _fsync(target.parent)
+
+
+def create_table(connection: apsw.Connection, schema: str, table: Table) -> None:
+    """``table`` in database ``schema``, with the UNIQUE index that keeps one row per key."""
+    connection.execute(table.create_sql(f"{schema}.{table.name}"))
+    columns = ", ".join(f'"{c}"' for c in table.key)
+    connection.execute(f"CREATE UNIQUE INDEX {schema}.key_{table.name} ON {table.name}({columns})")
+
+
+def create_meta_tables(connection: apsw.Connection, schema: str) -> None:
+    for name, (_, columns) in META_TABLES.items():
+        connection.execute(_create_sql(f"{schema}.{name}", columns))
+
+
+def finish_snapshot(connection: apsw.Connection, schema: str, tables: dict[str, Table] = TABLES) -> None:
+    """The join indexes and the views, once the rows of database ``schema`` are in."""
+    for table in tables.values():
+        for column in table.indexes:
+            if (column,) == table.key:
+                continue  # its UNIQUE index serves the joins
+            connection.execute(f"CREATE INDEX {schema}.idx_{table.name}_{column} ON {table.name}({column})")
+    connection.execute(f"CREATE INDEX {schema}.idx_{ERRORS_TABLE}_unit ON {ERRORS_TABLE}(account_id, region)")
+    from .views import write_views  # here: views imports this module
+
+    write_views(connection, schema)  # for SQLite tools that open the file themselves
+
+
 def _copy_table(connection: apsw.Connection, table: Table) -> int:
     """Create ``table`` in the snapshot, one row per key, and fill it from the live table.
 
@@ -222,9 +253,7 @@ def _copy_table(connection: apsw.Connection, table: Table) -> int:
     two pages while the listing moved) is stored once: the first row is kept, and the count
     of dropped duplicates goes to the run's notes (:func:`_run_notes`). Returns the rows stored.
     """
-    connection.execute(table.create_sql(f"snapshot.{table.name}"))
-    columns = ", ".join(f'"{c}"' for c in table.key)
-    connection.execute(f"CREATE UNIQUE INDEX snapshot.key_{table.name} ON {table.name}({columns})")
+    create_table(connection, "snapshot", table)
     connection.execute(f"INSERT OR IGNORE INTO snapshot.{table.name} SELECT * FROM main.{table.name}")
     return connection.changes()
 

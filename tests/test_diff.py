@@ -502,3 +502,29 @@ def test_diff_of_two_collects_of_a_changed_demo_estate(aws, capsys, tmp_path) ->
         assert changes(rows, SEED, model.model_arn)[2] == "unknown"
     assert not [r for r in rows if r["region"] == EU and r["change"] in ("resource removed", "model deleted")]
     assert "note:" not in err
+
+
+# --- a snapshot collected with --kms-keys needed (the default) -------------------------------
+
+
+def test_a_key_the_new_snapshot_did_not_need_is_not_read_as_deleted(capsys, tmp_path: Path) -> None:
+    """NEW holds only the keys its Bedrock resources name: a key whose last model is gone was
+    not looked at, so it is neither deleted nor changed; a key a NEW model still names and
+    that is missing there is really gone."""
+    from bedrock_sql.kms_need import NOTE_NEEDED
+
+    needed = json.dumps([NOTE_NEEDED.format(keys="1 key", units=1)])
+    old = Estate(tmp_path / "old.db", when=OLD_TIME)
+    retired = old.key(Estate.LEGACY, "alias/retired")
+    vanished = old.key(Estate.CMK, "alias/vanished")
+    old.snap.add_model("retired-model", model_kms_key_arn=retired)
+    old.snap.add_model("kept-model", model_kms_key_arn=vanished)
+    new = Estate(tmp_path / "new.db", when=NEW_TIME)
+    new.snap.add_model("kept-model", model_kms_key_arn=vanished)  # its key could not be found
+    with sqlite3.connect(new.snap.path) as db:
+        db.execute("UPDATE bedrock_sql_runs SET notes = ?", (needed,))
+    rows = rows_of(capsys, old.snap.path, new.snap.path, "--all")
+    inventory = {(r["resource"], r["change"]) for r in rows if r["control"] == "inventory"}
+    assert not any(resource == retired for resource, _ in inventory), inventory
+    assert (vanished, "key deleted") in inventory
+    assert (model_arn("retired-model"), "model deleted") in inventory

@@ -305,7 +305,7 @@ def controls_command(query_dirs, fmt):
 @click.option("--output", "-o", "fmt", type=click.Choice(CHECK_FORMATS), default="table", show_default=True)
 @click.option("--export", "exports", multiple=True, metavar="FILE",
               help="Also write the results to FILE; the format follows the name: "
-                   ".csv .json .jsonl .md .asff.json .ocsf.json (repeatable).")
+                   ".csv .json .jsonl .md .asff.json .ocsf.json .html (repeatable).")
 @click.option("--live", is_flag=True, help="Collect from AWS now (into a throw-away snapshot) instead of reading --db.")
 @click.option("--exceptions", "exceptions_file", envvar="BEDROCK_SQL_EXCEPTIONS", type=click.Path(dir_okay=False),
               metavar="FILE", help="Accepted risks (YAML or JSON): the findings they cover are shown muted and do not "
@@ -501,6 +501,25 @@ def remediate_command(ctx, models, kms_keys, create_key, alias, key_admin_roles,
     click.echo("\n".join(describe_plan(plan)))
     click.echo(f"Wrote {written[0]}" + (f" and {len(written) - 1} key policy file(s) beside it" if len(written) > 1 else "") + ".")
     click.echo(f"Review it, then run: bash {written[0]}   (or: bedrock-sql remediate ... --apply)")
+
+
+# --- serve ----------------------------------------------------------------------------
+
+
+@cli.command("serve")
+@click.option("--host", default="127.0.0.1", show_default=True,
+              help="Address to listen on (any but the loopback lets others read the snapshot).")
+@click.option("--port", type=click.IntRange(0, 65535), default=8001, show_default=True,  # as Datasette's
+              help="Port to listen on (0: any free port; the address is printed).")
+@queries_option
+@click.pass_context
+def serve_command(ctx, host, port, query_dirs):
+    """Browse the snapshot in Datasette, read-only: every table with its descriptions, every
+    control as a canned query named by its id (the rows check gives) and every example
+    query. Needs the extra: pip install 'bedrock-sql[serve]'. Ctrl-C stops it."""
+    from .serve import serve
+
+    serve(ctx.obj["db"], host=host, port=port, query_dirs=query_dirs, echo=functools.partial(click.echo, err=True))
 
 
 # --- demo -----------------------------------------------------------------------------

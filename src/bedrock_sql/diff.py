@@ -58,6 +58,7 @@ import click
 
 from .controls import STATUS_ORDER, Control, SnapshotRun, iter_findings, prepare_control, snapshot_run
 from .errors import UserError
+from .kms_need import every_key_collected, key_arns as needed_key_arns
 from .render import render
 from .shard import json_list
 from .snapshot_file import not_a_snapshot
@@ -280,6 +281,10 @@ def _create_work_tables(work: apsw.Connection) -> None:
         CREATE TABLE listing_error(side INTEGER, table_name TEXT, account_id TEXT, region TEXT, cause TEXT);
         CREATE INDEX listing_error_unit ON listing_error(side, account_id, region);
         CREATE TABLE diff(rank INTEGER, control, resource, before, after, change TEXT, account_id, region, reason TEXT);
+        -- A side collected with --kms-keys needed (the default) holds only the keys its Bedrock
+        -- resources name: a key missing there that it does not name was not looked at.
+        CREATE TABLE needed_keys_side(side INTEGER PRIMARY KEY);
+        CREATE TABLE named_key(side INTEGER, arn TEXT, PRIMARY KEY (side, arn)) WITHOUT ROWID;
     """)
 
 
@@ -309,6 +314,10 @@ def _observe(work: apsw.Connection, number: int, side: Side, connection: apsw.Co
                  f.reason, 1)
                 for f in iter_findings(connection, prepared, None)
             ))
+        if not every_key_collected(connection):
+            work.execute("INSERT INTO needed_keys_side VALUES (?)", (number,))
+            work.executemany("INSERT OR IGNORE INTO named_key VALUES (?, ?)",
+                             ((number, arn) for arn in needed_key_arns(connection, "main")))
         for account, region, arn, state, rotation, title, named in connection.execute(_KEYS_SQL):
             facts = [("key", state)] + ([("rotation", "on" if rotation else "off")] if rotation is not None else [])
             work.executemany(insert, (
@@ -326,6 +335,12 @@ def _unlisted(side: int) -> str:
     return f"""(SELECT min(e.table_name || ': ' || e.cause) FROM listing_error e
                WHERE e.side = {side} AND e.account_id = p.account_id AND e.region = p.region
                  AND (p.table_name IS NULL OR e.table_name = p.table_name))"""
+
+
+def _uncollected_key(side: int, present: str) -> str:
+    """SQL: the pair's key is absent from ``side`` because that side did not collect it."""
+    return f"""(NOT p.{present} AND EXISTS (SELECT 1 FROM needed_keys_side n WHERE n.side = {side})
+            AND NOT EXISTS (SELECT 1 FROM named_key k WHERE k.side = {side} AND k.arn = p.resource))"""
 
 
 # Each (kind, facet, account, region, resource) with what OLD and NEW say of it. A control
@@ -348,6 +363,8 @@ SELECT p.*,
          AND EXISTS (SELECT 1 FROM scope s WHERE s.side = 1 AND s.account_id = p.account_id AND s.region = p.region),
        {_unlisted(0)}, {_unlisted(1)}
 FROM paired p
+WHERE NOT (p.kind = '{INVENTORY}' AND p.facet IN ('key', 'rotation')
+           AND ({_uncollected_key(0, "in_old")} OR {_uncollected_key(1, "in_new")}))
 """
 
 

@@ -46,9 +46,10 @@ from .exceptions import ExceptionFile
 from .frameworks import requirement_labels
 from .render import render, row_writer
 
-CHECK_FORMATS = ("table", "brief", "csv", "json", "jsonl", "markdown", "asff", "ocsf")
-# Formats whose stdout must stay parseable: their summary goes to stderr.
-MACHINE_FORMATS = {"csv", "json", "jsonl", "asff", "ocsf"}
+CHECK_FORMATS = ("table", "brief", "csv", "json", "jsonl", "markdown", "asff", "ocsf", "html")
+# Formats whose stdout must stay parseable: their summary goes to stderr (html: the page is
+# the whole of stdout).
+MACHINE_FORMATS = {"csv", "json", "jsonl", "asff", "ocsf", "html"}
 # --export: the format follows the file name (longest suffix first).
 EXPORT_SUFFIXES = (
     (".asff.json", "asff"),
@@ -57,6 +58,8 @@ EXPORT_SUFFIXES = (
     (".json", "json"),
     (".csv", "csv"),
     (".md", "markdown"),
+    (".html", "html"),
+    (".htm", "html"),
 )
 
 BASE_COLUMNS = ("control_id", "control_title", "severity", "status", "reason", "resource", "account_id", "region")
@@ -126,7 +129,8 @@ def run_check(
         )
     prepared = [prepare_control(connection, control) for control in controls]
     columns = flat_columns(name for p in prepared for name in p.columns)
-    in_order = [_writer(output, columns, run) for output in outputs if output.fmt != "table"]
+    in_order = [_writer(output, columns, run, connection=connection, controls=controls)
+                for output in outputs if output.fmt != "table"]
     mute = exceptions.muter(connection).apply if exceptions and exceptions.active else None
     per_control: dict[str, dict[str, int]] = {}
     for item in prepared:
@@ -297,7 +301,14 @@ def flat_columns(dimensions: Iterable[str]) -> list[str]:
     return [*fixed, *(name for name in dict.fromkeys(dimensions) if name not in fixed)]
 
 
-def _writer(output: Output, columns: list[str], run: SnapshotRun | None):
+def _writer(output: Output, columns: list[str], run: SnapshotRun | None, *,
+            connection: apsw.Connection | None = None, controls: Sequence[Control] = ()):
+    if output.fmt == "html":  # it reads the snapshot's runs and errors: only run_check gives it one
+        from .html_report import HtmlReport
+
+        if connection is None:
+            raise ValueError("the html format is written by run_check (it reads the snapshot)")
+        return HtmlReport(output.out, connection, controls, run)
     if output.fmt == "brief":
         return _Brief(output.out, output.colour)
     if output.fmt in ("asff", "ocsf"):

@@ -275,15 +275,19 @@ def worst_first(
 ) -> Iterator[Finding]:
     """The control's findings ordered by SQLite, worst status first (then by resource):
     its sorter spills to temporary files, so any number of rows is sorted in bounded memory."""
+    yield from _findings(connection, prepared, worst_first_sql(prepared), run)
+
+
+def worst_first_sql(prepared: PreparedControl) -> str:
+    """The control's SELECT in check's order (``serve`` shows its rows in the same order)."""
     ranks = " ".join(f"WHEN '{status}' THEN {rank}" for rank, status in enumerate(STATUS_ORDER))
     # Within a status, models in use (served by a throughput or deployment) come first.
     # Unknown (NULL: what serves it could not be listed) ranks with in use: it may be.
     in_use_first = "coalesce(in_use, 1) DESC, " if "in_use" in prepared.columns else ""
-    sql = (
+    return (
         f"SELECT * FROM (\n{prepared.select}\n) "
         f"ORDER BY CASE status {ranks} END, {in_use_first}resource, account_id, region"
     )
-    yield from _findings(connection, prepared, sql, run)
 
 
 def status_counts(connection: apsw.Connection, prepared: PreparedControl) -> dict[str, int]:

@@ -28,7 +28,7 @@ from pathlib import Path
 from typing import Callable, Iterable
 
 from .catalog import table_catalog
-from .controls import STATUS_ORDER, PreparedControl, load_controls, prepare_control, snapshot_run
+from .controls import PreparedControl, load_controls, prepare_control, snapshot_run, worst_first_sql
 from .errors import UserError
 
 MISSING_DATASETTE = "serve needs Datasette: pip install 'bedrock-sql[serve]'"
@@ -74,12 +74,7 @@ def control_query(prepared: PreparedControl) -> CannedQuery:
     """The control as a canned query: its rows in the order of ``check``
     (:func:`bedrock_sql.controls.worst_first`: worst status first, in-use models first)."""
     control = prepared.control
-    ranks = " ".join(f"WHEN '{status}' THEN {rank}" for rank, status in enumerate(STATUS_ORDER))
-    in_use_first = "coalesce(in_use, 1) DESC, " if "in_use" in prepared.columns else ""
-    sql = (
-        f"SELECT * FROM (\n{prepared.select}\n) "
-        f"ORDER BY CASE status {ranks} END, {in_use_first}resource, account_id, region"
-    )
+    sql = worst_first_sql(prepared)
     description = f"Severity {control.severity}. {control.description}"
     if control.remediation:
         description += f" Remediation: {control.remediation}"

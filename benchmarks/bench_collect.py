@@ -5,9 +5,9 @@
     python benchmarks/bench_collect.py --skip-memory         # only the latency run
     python benchmarks/bench_collect.py --skip-latency --memory-models 2000
 
-Run 1 -- latency. A moto server on 127.0.0.1 behind a proxy that adds 100 ms to every
-call (slept in the request's handler thread, keep-alive, Nagle off: see DESIGN.md), as
-Bedrock's control plane answers in 50-200 ms. 6 regions x 20 custom models, their 20
+Run 1 -- latency. A moto server on 127.0.0.1 behind a proxy (in a process of its own) that
+adds 100 ms to every call (slept in the request's handler thread, keep-alive, Nagle off: see
+DESIGN.md), as Bedrock's control plane answers in 50-200 ms. 6 regions x 20 custom models, their 20
 customization jobs, 3 customer-managed keys and 1 AWS managed key per region. Timed in the
 same run, through the same proxy:
 
@@ -16,10 +16,12 @@ same run, through the same proxy:
       then get every model and every job, describe every key -- plus, to compare like with
       like, the calls bedrock-sql makes to fill the same columns: ListTagsForResource per
       model and job, GetKeyRotationStatus/GetKeyPolicy/ListResourceTags per
-      customer-managed key, one ListAliases per region and GetCallerIdentity once.
+      customer-managed key, one ListAliases per region, the listings of the other Bedrock
+      tables (imported models, import and copy jobs, throughputs, deployments: empty here)
+      and GetCallerIdentity once.
 
-API calls are counted from the proxy's request log. Targets: (a) at least 8x faster than
-(b), and no more calls.
+API calls are counted from the proxy's request log. Targets: (a) at least 20x faster than
+(b) (the calls' critical path allows ~25x), and no more calls.
 
 Run 2 -- memory. 50,000 custom models in one region, written straight into moto's
 backend (50,000 API calls would take longer than the collect), no latency; `bedrock-sql
@@ -60,7 +62,8 @@ import boto3  # noqa: E402
 import botocore.exceptions  # noqa: E402
 
 from bedrock_sql.estate import DEFAULT_ACCOUNT_ID, create_key, key_policy, seed_models  # noqa: E402
-from e2e_helpers import AwsProxy, cli_command, cli_env  # noqa: E402
+from bench_scale import ProxyProcess  # noqa: E402
+from e2e_helpers import cli_command, cli_env  # noqa: E402
 
 REGIONS = ("us-east-1", "us-west-2", "eu-west-1", "eu-central-1", "ap-northeast-1", "ap-southeast-2")
 TABLES = ("aws_bedrock_custom_model", "aws_bedrock_model_customization_job", "aws_kms_key", "aws_kms_alias")
@@ -72,6 +75,9 @@ TABLES = ("aws_bedrock_custom_model", "aws_bedrock_model_customization_job", "aw
 def start_moto():
     from moto.server import ThreadedMotoServer
 
+    from bedrock_sql import simulated_bedrock
+
+    simulated_bedrock.install()  # what moto lacks: imported models, copies, throughputs, deployments
     logging.getLogger("werkzeug").setLevel(logging.ERROR)  # one log line per call costs CPU
     server = ThreadedMotoServer(ip_address="127.0.0.1", port=0, verbose=False)
     server.start()
@@ -169,6 +175,16 @@ def sequential_procedure(url: str, regions) -> dict[str, int]:
                 bedrock.list_tags_for_resource(resourceARN=job["jobArn"])
                 rows["aws_bedrock_model_customization_job"] += 1
 
+        # The other Bedrock tables (empty here): one listing each, as bedrock-sql makes.
+        for operation in (
+            "list_imported_models",
+            "list_model_import_jobs",
+            "list_model_copy_jobs",
+            "list_provisioned_model_throughputs",
+            "list_custom_model_deployments",
+        ):
+            getattr(bedrock, operation)()
+
         for page in kms.get_paginator("list_aliases").paginate():
             rows["aws_kms_alias"] += len(page["Aliases"])
 
@@ -194,19 +210,22 @@ def latency_run(url: str, args) -> dict:
     reset_moto(url)
     expected = seed_latency_estate(url, regions, args.models)
 
-    with tempfile.TemporaryDirectory(prefix="bench-collect-") as tmp, AwsProxy(url, latency=args.latency) as proxy:
+    # The proxy in a process of its own: in this one (which holds moto), its CPU and moto's
+    # would share one interpreter lock, and the simulator, not the collect, would set the pace.
+    with tempfile.TemporaryDirectory(prefix="bench-collect-") as tmp:
         workdir = Path(tmp)
         extra = ("--max-workers", str(args.max_workers)) if args.max_workers else ()
-        tool_seconds, result = time_bedrock_sql(proxy.url, regions, workdir, *extra)
-        tool_ops = Counter(r.operation for r in proxy.requests)
+        with ProxyProcess(url, args.latency) as proxy:
+            tool_seconds, result = time_bedrock_sql(proxy.url, regions, workdir, *extra)
+        tool_ops = proxy.counts
         tool_counts = snapshot_counts(workdir / "bedrock.db")
         summary = result.stderr.strip().splitlines()[-1] if result.stderr.strip() else ""
 
-        proxy.clear()
-        started = time.perf_counter()
-        seq_counts = sequential_procedure(proxy.url, regions)
-        seq_seconds = time.perf_counter() - started
-        seq_ops = Counter(r.operation for r in proxy.requests)
+        with ProxyProcess(url, args.latency) as proxy:
+            started = time.perf_counter()
+            seq_counts = sequential_procedure(proxy.url, regions)
+            seq_seconds = time.perf_counter() - started
+        seq_ops = proxy.counts
 
     for table in ("aws_bedrock_custom_model", "aws_bedrock_model_customization_job", "aws_kms_key"):
         if not (tool_counts[table] == seq_counts.get(table) == expected[table]):
@@ -227,9 +246,9 @@ def latency_run(url: str, args) -> dict:
     for op in sorted(set(tool_ops) | set(seq_ops), key=str):
         flag = "  <-- more" if tool_ops[op] > seq_ops[op] else ""
         print(f"    {op:30} {tool_ops[op]:5d} {seq_ops[op]:5d}{flag}")
-    verdict_speed = "PASS" if speedup >= 8 else "FAIL"
+    verdict_speed = "PASS" if speedup >= 20 else "FAIL"
     verdict_calls = "PASS" if tool_calls <= seq_calls else "FAIL"
-    print(f"  target >= 8x faster: {verdict_speed}; calls(bedrock-sql) <= calls(sequential): {verdict_calls}")
+    print(f"  target >= 20x faster: {verdict_speed}; calls(bedrock-sql) <= calls(sequential): {verdict_calls}")
     print(flush=True)
     return {
         "tool_seconds": tool_seconds,

@@ -44,7 +44,8 @@ def counts(regions=("us-east-1", "eu-west-1")) -> dict[str, int]:
 def seed_and_collect(server_session: boto3.Session, moto_url: str, cwd: Path, models: int = 1) -> list[SeededModel]:
     """``models`` failing fine-tuned models (Bedrock-owned key) in us-east-1, collected into cwd/bedrock.db."""
     seeded = seed_models(server_session, REGION, models, endpoint_url=moto_url)
-    collected = run_cli(["collect", "--region", REGION], cwd=cwd, env=cli_env(moto_url))
+    # Every key: remediation is given keys no model uses yet (--kms-key).
+    collected = run_cli(["collect", "--kms-keys", "all", "--region", REGION], cwd=cwd, env=cli_env(moto_url))
     assert collected.returncode == 0, describe(collected)
     return seeded
 

@@ -162,7 +162,7 @@ def test_two_accounts_through_assume_role_rows_attributed(aws, tmp_path: Path) -
 def test_assumed_session_is_recognisable_in_cloudtrail(aws) -> None:
     scope = resolve_scope(AwsOptions(regions=("us-east-1",), role_arns=(role(A),)))
     (account,) = scope.accounts
-    arn = account.session.client("sts", region_name="us-east-1").get_caller_identity()["Arn"]
+    arn = scope.factory.client(account, "us-east-1", "sts").get_caller_identity()["Arn"]
     assert arn == f"arn:aws:sts::{A}:assumed-role/{ROLE}/{role_session_name()}"
     assert account.label == role(A) and account.partition == "aws"
 
@@ -186,13 +186,13 @@ def test_role_session_name_is_valid(monkeypatch: pytest.MonkeyPatch, user: str) 
 def test_assumed_credentials_refresh_before_they_expire(aws) -> None:
     scope = resolve_scope(AwsOptions(regions=("us-east-1",), role_arns=(role(A),), external_id="ext-123"))
     (account,) = scope.accounts
-    creds = account.session.get_credentials()
+    creds = account.credentials
     assert creds.method == "assume-role" and creds.refresh_needed() is False
     first = creds.get_frozen_credentials().access_key
 
     # The refresh assumes the role again through the base credentials' (cached) STS client.
     seen: list[dict] = []
-    base_client = next(c for (_, acct, _, svc), c in scope.factory._clients.items() if svc == "sts" and acct == "")
+    base_client = next(c for (_, _, svc), c in scope.factory._clients.items() if svc == "sts")
     base_client.meta.events.register("provide-client-params.sts.AssumeRole", lambda params, **_: seen.append(dict(params)))
     creds._expiry_time = datetime.now(timezone.utc) + timedelta(minutes=5)  # inside the mandatory refresh window
     assert creds.refresh_needed()
@@ -200,7 +200,7 @@ def test_assumed_credentials_refresh_before_they_expire(aws) -> None:
     assert second != first
     assert seen == [{"RoleArn": role(A), "RoleSessionName": role_session_name(), "ExternalId": "ext-123"}]
     # ...and the refreshed credentials still act in the account.
-    assert account.session.client("sts", region_name="us-east-1").get_caller_identity()["Account"] == A
+    assert scope.factory.client(account, "us-east-1", "sts").get_caller_identity()["Account"] == A
 
 
 def test_account_reached_twice_is_collected_once(aws, tmp_path: Path) -> None:

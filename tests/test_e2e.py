@@ -115,7 +115,7 @@ def test_collect_three_regions_with_pagination_then_query_exact_estate(
     with AwsProxy(moto_url) as proxy:  # transparent; it lets us see the pagination happen
         env = cli_env(proxy.url)
         args = [a for r in regions for a in ("--region", r)]
-        result = collect_ok(tmp_path, env, *args)
+        result = collect_ok(tmp_path, env, "--kms-keys", "all", *args)  # every key: one no model names
         list_calls = [r for r in proxy.requests if r.operation == "ListCustomModels"]
 
     # ListCustomModels really paged in us-east-1 (a follow-up request with nextToken).

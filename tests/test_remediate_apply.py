@@ -105,7 +105,8 @@ def test_a_create_whose_outcome_is_unknown_is_not_retried_and_a_rerun_makes_no_s
 def _plan(aws: boto3.Session, tmp_path: Path, **options):
     seed_models(aws, REGION, 1)
     db = tmp_path / "bedrock.db"
-    collect(resolve_scope(AwsOptions(regions=US)), db)
+    # Every key: the plans name keys no model uses yet.
+    collect(resolve_scope(AwsOptions(regions=US)), db, kms_keys="all")
     with snapshot_connection(db) as connection:
         return plan_remediation(connection, **options)
 

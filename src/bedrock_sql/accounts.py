@@ -197,13 +197,12 @@ def _assume(factory: ClientFactory, base: Account, role_arn: str, external_id: s
         refresh_using=fetcher.fetch_credentials,
         method="assume-role",
     )
-    # A session on the base profile's config (CA bundle, proxies...) whose only credentials
-    # are the role's.
-    profile = base.session.profile_name if base.session.profile_name != "default" else None
-    session = factory.new_session(profile=profile, credentials=credentials, region=base.session.region_name or region)
+    # The base profile's config (CA bundle, proxies...), the role's credentials: no session
+    # of its own (the clients are shared, each call signed as its account; see ClientFactory).
     arn = response.get("AssumedRoleUser", {}).get("Arn") or role_arn
     parts = arn.split(":")
-    return Account(session=session, label=role_arn, account_id=parts[4], partition=parts[1])
+    return Account(session=base.session, label=role_arn, account_id=parts[4], partition=parts[1],
+                   credentials=credentials)
 
 
 def _enabled_regions(factory: ClientFactory, account: Account, region: str) -> set[str] | None:

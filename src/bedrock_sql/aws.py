@@ -2,8 +2,8 @@
 
 Everything that talks to AWS goes through :class:`UnitApi`, one per (account, region)
 unit, so that retries, pagination, call counting and error translation live in one place,
-and every client comes from :class:`ClientFactory`, which checks every answer
-(:mod:`bedrock_sql.responses`). The regions botocore knows (:func:`known_regions`,
+and every client comes from :class:`~bedrock_sql.clients.ClientFactory`, which checks every
+answer (:mod:`bedrock_sql.responses`) and bounds the calls in flight. The regions botocore knows (:func:`known_regions`,
 :func:`offered`) are here too.
 
 Which accounts and regions a command scans is resolved in :mod:`bedrock_sql.accounts`.
@@ -11,28 +11,34 @@ Which accounts and regions a command scans is resolved in :mod:`bedrock_sql.acco
 
 from __future__ import annotations
 
-import functools
 import json
-import os
 import random
-import re
 import threading
-from collections import Counter
+from concurrent.futures import CancelledError, Executor
 from dataclasses import dataclass, field
-from typing import Any, Iterator
+from typing import Callable, Iterator, TypeVar
 
 import boto3
 import botocore.credentials
 import botocore.exceptions
-import botocore.session
 import jmespath
-from botocore.config import Config
-from botocore.model import OperationModel
 from botocore.parsers import ResponseParserError
 
-from . import __version__
-from .errors import BOTOCORE_FAILURES, UserError
-from .responses import InvalidResponseError, Pagination, install as check_every_answer, require_fields
+from .clients import (  # noqa: F401 - what this module offered before clients.py: still importable here
+    DEFAULT_BACKOFF_BASE,
+    DEFAULT_MAX_ATTEMPTS,
+    DEFAULT_MAX_WORKERS,
+    DEFAULT_READ_TIMEOUT,
+    DEFAULT_UNIT_SERVICE_LIMIT,
+    RESOLUTION_SERVICES,
+    UNIT_SERVICE_LIMITS,
+    ClientFactory,
+    backoff_base,
+    max_attempts,
+    read_timeout,
+)
+from .errors import BOTOCORE_FAILURES
+from .responses import InvalidResponseError, require_fields
 
 # Error codes that mean "slow down", across Bedrock, KMS and STS.
 THROTTLE_CODES = frozenset(
@@ -50,20 +56,12 @@ THROTTLE_CODES = frozenset(
     }
 )
 
-# Services called only to reach the accounts (AssumeRole, GetCallerIdentity, ListAccounts):
-# not counted in ``ClientFactory.calls``, which measures the scan itself.
-RESOLUTION_SERVICES = frozenset({"sts", "organizations"})
-
-DEFAULT_MAX_ATTEMPTS = 12
 # Attempts for network failures and 5xx answers, which rarely heal within seconds.
 TRANSIENT_ATTEMPTS = 3
 TRANSIENT_CODES = frozenset(
     {"InternalServerException", "InternalFailure", "InternalError", "ServiceUnavailable",
      "ServiceUnavailableException", "RequestTimeout", "RequestTimeoutException"}
 )
-DEFAULT_MAX_WORKERS = 16
-DEFAULT_READ_TIMEOUT = 60.0  # seconds; BEDROCK_SQL_READ_TIMEOUT overrides
-DEFAULT_BACKOFF_BASE = 0.25  # seconds; BEDROCK_SQL_BACKOFF_BASE overrides (tests make it tiny)
 
 
 @dataclass(frozen=True)
@@ -82,6 +80,9 @@ class AwsOptions:
     accounts_file: str | None = None  # CSV or JSON: the accounts, how to reach each, their regions
 
 
+T = TypeVar("T")
+
+
 class ApiError(Exception):
     """An AWS call that failed for good (after retries), with what bedrock_sql_errors records."""
 
@@ -90,43 +91,6 @@ class ApiError(Exception):
         self.operation = operation
         self.code = code
         self.message = message
-
-
-def max_attempts() -> int:
-    """Attempts per throttled call: ``AWS_MAX_ATTEMPTS`` overrides the default."""
-    raw = os.environ.get("AWS_MAX_ATTEMPTS")
-    if not raw:
-        return DEFAULT_MAX_ATTEMPTS
-    try:
-        value = int(raw)
-    except ValueError:
-        raise UserError(f"AWS_MAX_ATTEMPTS must be a whole number, not {raw!r}") from None
-    if value < 1:
-        raise UserError("AWS_MAX_ATTEMPTS must be at least 1")
-    return value
-
-
-def _seconds_from_env(name: str, default: float) -> float:
-    raw = os.environ.get(name)
-    if not raw:
-        return default
-    try:
-        value = float(raw)
-    except ValueError:
-        raise UserError(f"{name} must be a number of seconds, not {raw!r}") from None
-    if not value > 0:
-        raise UserError(f"{name} must be more than 0 seconds")
-    return value
-
-
-def read_timeout() -> float:
-    """Seconds to wait for an answer: ``BEDROCK_SQL_READ_TIMEOUT`` overrides 60."""
-    return _seconds_from_env("BEDROCK_SQL_READ_TIMEOUT", DEFAULT_READ_TIMEOUT)
-
-
-def backoff_base() -> float:
-    """The first backoff's upper bound: ``BEDROCK_SQL_BACKOFF_BASE`` overrides 0.25 s."""
-    return _seconds_from_env("BEDROCK_SQL_BACKOFF_BASE", DEFAULT_BACKOFF_BASE)
 
 
 def backoff_delay(attempt: int, base: float | None = None, cap: float = 20.0) -> float:
@@ -148,11 +112,16 @@ def _error_code(exc: BaseException) -> tuple[str, str]:
 class Account:
     """One set of credentials, and the account STS says they belong to."""
 
-    session: boto3.Session
+    session: boto3.Session  # whose profile configures the clients (CA bundle, proxies, endpoints)
     label: str  # the profile name, role ARN or "default" that produced the credentials
     account_id: str = ""
     partition: str = "aws"
     regions: tuple[str, ...] = ()  # the regions to scan in this account (set by resolve_scope)
+    # The account's own credentials (an assumed role's); None: the session's.
+    credentials: botocore.credentials.Credentials | None = field(default=None, repr=False)
+
+    def signing_credentials(self) -> botocore.credentials.Credentials | None:
+        return self.credentials if self.credentials is not None else self.session.get_credentials()
 
 
 @dataclass(frozen=True)
@@ -171,113 +140,6 @@ class Unit:
         return f"{self.account_id}/{self.region}"
 
 
-class ClientFactory:
-    """Creates (and caches) one botocore client per account, region and service.
-
-    Why our own retries instead of botocore's: standard mode gives each client a retry
-    quota that a throttling storm across many threads runs dry, and adaptive mode's rate
-    limiter collapses (see DESIGN.md). So botocore makes one attempt per call, and
-    :class:`UnitApi` retries with jittered exponential backoff: throttles up to
-    ``AWS_MAX_ATTEMPTS`` attempts (default 12); network failures, timeouts, 5xx answers and
-    answers that fail their check (:mod:`bedrock_sql.responses`) up to ``TRANSIENT_ATTEMPTS``.
-    A call that still fails is recorded, never silently dropped.
-    """
-
-    def __init__(self, endpoint_url: str | None = None, max_workers: int = DEFAULT_MAX_WORKERS):
-        self.endpoint_url = endpoint_url or os.environ.get("AWS_ENDPOINT_URL") or None
-        if self.endpoint_url and not re.match(r"https?://[^/\s]+", self.endpoint_url):
-            raise UserError(
-                f"endpoint {self.endpoint_url!r} is not a URL: give one like http://127.0.0.1:5000 "
-                "(--endpoint-url or AWS_ENDPOINT_URL)"
-            )
-        self.max_attempts = max_attempts()
-        backoff_base()  # a bad BEDROCK_SQL_BACKOFF_BASE is a user error now, not mid-collect
-        self.config = Config(
-            # One attempt per botocore call: UnitApi does every retry itself, so attempts
-            # never multiply and a throttling storm cannot empty a shared retry quota.
-            retries={"mode": "standard", "total_max_attempts": 1},
-            max_pool_connections=max(10, max_workers * 2),
-            user_agent_extra=f"bedrock-sql/{__version__}",
-            connect_timeout=10,
-            read_timeout=read_timeout(),
-        )
-        self._clients: dict[tuple[str, str, str, str], Any] = {}
-        self._lock = threading.Lock()
-        self.calls: Counter[tuple[str, str, str]] = Counter()  # (service, operation, region)
-        self._calls_lock = threading.Lock()
-        self.stopping = threading.Event()  # set to make every backoff give up at once
-        # One botocore data loader for every session resolve_scope creates (assumed roles,
-        # profiles of an accounts file): a session of its own would parse the service models
-        # again for its first clients, about 0.1 CPU-second per account.
-        self.loader = botocore.session.Session().get_component("data_loader")
-        self._session_lock = threading.Lock()
-        self._paginations: dict[tuple[str, str, str], Pagination | None] = {}
-
-    def new_session(
-        self,
-        *,
-        profile: str | None = None,
-        credentials: botocore.credentials.Credentials | None = None,
-        region: str | None = None,
-    ) -> boto3.Session:
-        """A boto3 Session on ``profile``'s config (None: the default chain) sharing the
-        factory's loader; with ``credentials``, those are its only credentials."""
-        core = botocore.session.Session()
-        core.register_component("data_loader", self.loader)
-        if credentials is not None:
-            resolver = botocore.credentials.CredentialResolver([_FixedCredentialProvider(credentials)])
-            core.register_component("credential_provider", resolver)
-        with self._session_lock:
-            session = boto3.Session(botocore_session=core, profile_name=profile, region_name=region)
-            # boto3 appends its own data path to the loader for every session: keep one.
-            paths = self.loader.search_paths
-            paths[:] = list(dict.fromkeys(paths))
-        return session
-
-    def client(self, account: Account, region: str, service: str):
-        # The account id is part of the key: a profile's credentials that only assume roles
-        # (account unknown, "") never share a client with that profile scanned as an account.
-        key = (account.label, account.account_id, region, service)
-        with self._lock:  # boto3 sessions are not thread-safe; clients are
-            client = self._clients.get(key)
-            if client is None:
-                client = account.session.client(
-                    service, region_name=region, endpoint_url=self.endpoint_url, config=self.config
-                )
-                check_every_answer(client, self.pagination)
-                if service not in RESOLUTION_SERVICES:
-                    client.meta.events.register("before-call", self._count_call)
-                self._clients[key] = client
-            return client
-
-    def pagination(self, operation_model: OperationModel) -> Pagination | None:
-        """The operation's paginator in botocore's model (None: it is not paginated)."""
-        service_model = operation_model.service_model
-        key = (service_model.service_name, service_model.api_version, operation_model.name)
-        if key not in self._paginations:
-            try:
-                model = self.loader.load_service_model(key[0], "paginators-1", key[1])
-            except botocore.exceptions.DataNotFoundError:
-                model = {"pagination": {}}
-            config = model["pagination"].get(operation_model.name)
-            self._paginations[key] = Pagination.from_model(config) if config else None
-        return self._paginations[key]
-
-    def _count_call(self, model, context=None, **kwargs):
-        region = context.get("client_region") if context else None
-        service = model.service_model.service_name
-        with self._calls_lock:
-            self.calls[(service, model.name, region or "")] += 1
-
-    def total_calls(self, service: str | None = None, operation: str | None = None) -> int:
-        with self._calls_lock:
-            return sum(
-                n
-                for (svc, op, _), n in self.calls.items()
-                if (service is None or svc == service) and (operation is None or op == operation)
-            )
-
-
 class Cancelled(Exception):
     """The run is stopping (Ctrl-C, or a consumer that wants no more rows)."""
 
@@ -289,10 +151,32 @@ class UnitApi:
     without losing the item itself; see :meth:`optional`.
     """
 
-    def __init__(self, factory: ClientFactory, unit: Unit, on_error=None):
+    def __init__(self, factory: ClientFactory, unit: Unit, on_error=None, side: Executor | None = None):
         self.factory = factory
         self.unit = unit
         self.on_error = on_error
+        self.side = side  # runs the calls started with start() (None: run when awaited)
+
+    def start(self, fn: Callable[[], T]) -> Callable[[], T]:
+        """Start ``fn`` (an AWS call) alongside the caller's own; returns what awaits its result.
+
+        A resource's tags need only its ARN, which its listing gives: they are read while
+        its get is in flight, not after.
+        """
+        if self.side is None:
+            return fn
+        try:
+            future = self.side.submit(fn)
+        except RuntimeError:  # the pool was shut down by an interrupt
+            raise Cancelled() from None
+
+        def result() -> T:
+            try:
+                return future.result()
+            except CancelledError:  # dropped from the pool's queue by an interrupt
+                raise Cancelled() from None
+
+        return result
 
     def record(self, exc: ApiError, resource: str | None = None) -> None:
         if self.on_error is None:
@@ -336,9 +220,13 @@ class UnitApi:
         still retried: AWS did nothing with them.
         """
         method = getattr(self.client(service), operation)
+        limit = UNIT_SERVICE_LIMITS.get(service, DEFAULT_UNIT_SERVICE_LIMIT)
+        unit_key = (self.unit.account_id, self.unit.region, service)
 
         def attempt() -> dict:
-            response = method(**params)
+            # Only the call itself holds the limits, never a backoff.
+            with self.factory.unit_limits.hold(unit_key, limit), self.factory.in_flight:
+                response = method(**params)
             require_fields(response, require, _api_name(None, operation))
             return response
 
@@ -450,33 +338,30 @@ def _shorten(text: str, length: int = 60) -> str:
     return text if len(text) <= length else text[: length - 3] + "..."
 
 
-class _FixedCredentialProvider(botocore.credentials.CredentialProvider):
-    """Hands a botocore session the (refreshable) credentials of an assumed role."""
-
-    METHOD = "assume-role"
-    CANONICAL_NAME = "bedrock-sql-assume-role"
-
-    def __init__(self, credentials: botocore.credentials.Credentials):
-        super().__init__()
-        self._credentials = credentials
-
-    def load(self) -> botocore.credentials.Credentials:
-        return self._credentials
-
-
 def known_regions(service: str = "bedrock") -> set[str]:
     """Every region botocore knows for ``service`` (in any partition)."""
-    session = boto3.Session()
-    return {
-        region
-        for partition in session.get_available_partitions()
-        for region in session.get_available_regions(service, partition_name=partition)
-    }
+    return set(_service_regions(service))
 
 
-@functools.lru_cache(maxsize=None)
+_regions_lock = threading.Lock()
+_regions: dict[str, frozenset[str]] = {}
+
+
 def _service_regions(service: str) -> frozenset[str]:
-    return frozenset(known_regions(service))
+    # Computed once, under a lock: every thread reaching an account asks at the same moment,
+    # and each computation parses botocore's endpoints file (~10 MB of objects) again.
+    regions = _regions.get(service)
+    if regions is None:
+        with _regions_lock:
+            regions = _regions.get(service)
+            if regions is None:
+                session = boto3.Session()
+                regions = _regions[service] = frozenset(
+                    region
+                    for partition in session.get_available_partitions()
+                    for region in session.get_available_regions(service, partition_name=partition)
+                )
+    return regions
 
 
 def offered(service: str, region: str) -> bool:

@@ -22,6 +22,7 @@ from .render import FORMATS, render
 from .shard import Shard, parse_shard
 from .report import CHECK_FORMATS
 from .diff import DIFF_FORMATS, FAIL_ON
+from .kms_need import DEFAULT_KMS_KEY_MODE, KMS_KEY_MODES
 from .progress import collect_with_progress, echo_errors
 from .sql import StatementTimeout, checked_timeout, live_connection, run_query, snapshot_connection
 
@@ -127,8 +128,12 @@ def cli(ctx, db):
 @click.option("--shard", metavar="I/N", callback=lambda ctx, param, text: parse_shard(text) if text is not None else None,
               help="Collect only shard I of N (0 <= I < N): the accounts whose SHA-256 of the account ID, modulo N, "
                    "is I. Merge the N snapshots with bedrock-sql merge.")
+@click.option("--kms-keys", "kms_keys", type=click.Choice(KMS_KEY_MODES), default=DEFAULT_KMS_KEY_MODE,
+              show_default=True,
+              help="needed: only the KMS keys Bedrock resources name, and the aliases of the accounts and regions "
+                   "holding them (the verdicts are the same); all: every key and alias of every account and region.")
 @click.pass_context
-def collect_command(ctx, aws: AwsOptions, quiet: bool, force: bool, shard: Shard | None):
+def collect_command(ctx, aws: AwsOptions, quiet: bool, force: bool, shard: Shard | None, kms_keys: str):
     """Snapshot custom, imported and copied models, their jobs, what serves them, KMS keys
     and aliases into --db."""
     from .snapshot_file import check_replaceable
@@ -136,7 +141,7 @@ def collect_command(ctx, aws: AwsOptions, quiet: bool, force: bool, shard: Shard
     db = ctx.obj["db"]
     check_replaceable(db, force=force)  # before any AWS call: say so at once (collect checks again)
     scope = resolve_scope(aws, shard)
-    result = collect_with_progress(scope, db, aws.max_workers, quiet, force=force)
+    result = collect_with_progress(scope, db, aws.max_workers, quiet, force=force, kms_keys=kms_keys)
     ctx.exit(EXIT_PARTIAL if result.errors else EXIT_OK)
 
 

@@ -1,10 +1,13 @@
-"""The fetch engine: one bounded thread pool that turns a table scan into rows.
+"""The fetch engine: bounded thread pools that turn table scans into rows.
 
-A scan covers many (account, region) units. Each unit's listing runs in the pool; every
-listed item that needs a detail call (GetCustomModel, DescribeKey...) is hydrated in the
-same pool, at most ``hydrate_concurrency`` at a time per unit because Bedrock's get quotas
-are low. Rows stream to the consumer (SQLite, through the virtual table) over a bounded
-queue, so memory stays flat however large the estate.
+A scan covers many (account, region) units. Each unit's listing runs in a pool; every
+listed item that needs a detail call (GetCustomModel, DescribeKey...) is hydrated in
+another, at most ``hydrate_concurrency`` at a time per unit because Bedrock's get quotas
+are low (its tags are read beside its get, in a third). The calls in flight are bounded by
+the client factory, in all and per account, region and service. A live query scans one
+table (:meth:`Engine.scan`); the collector scans every table of every unit at once, unit by
+unit (:meth:`Engine.scan_all`). Rows stream to the consumer (SQLite) over a bounded queue,
+so memory stays flat however large the estate.
 
 A failure costs only its unit (or its item): it is recorded in the :class:`ErrorLog`, and
 the other units still answer. A listed item whose details cannot be read keeps its row
@@ -21,10 +24,10 @@ from collections import Counter, deque
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from datetime import datetime, timezone
-from typing import Callable, Iterator
+from typing import Callable, Iterable, Iterator
 
 from .accounts import Scope
-from .aws import ApiError, Cancelled, Unit, UnitApi, offered
+from .aws import DEFAULT_MAX_WORKERS, ApiError, Cancelled, Unit, UnitApi, offered
 from .providers.base import Table, arn_account, arn_region, iso_utc
 
 ERROR_COLUMNS = (
@@ -104,16 +107,20 @@ class Engine:
         scope: Scope,
         errors: ErrorLog | None = None,
         *,
-        max_workers: int = 16,
+        max_workers: int = DEFAULT_MAX_WORKERS,
         on_unit_done: Callable[[str, Unit], None] | None = None,
     ):
         self.scope = scope
         self.errors = errors if errors is not None else ErrorLog()
         self.on_unit_done = on_unit_done
-        # Listings and detail calls get separate pools: a listing may wait for its unit's
-        # hydrations to catch up (backpressure), which must never starve those hydrations.
+        self.max_workers = max_workers
+        # Listings, detail calls and the calls started beside them (a resource's tags during
+        # its get) get separate pools: a listing may wait for its unit's hydrations to catch
+        # up (backpressure), and a hydration for its tags, which must never starve them.
+        # The calls in flight are bounded by the client factory, whatever the threads.
         self.list_executor = ThreadPoolExecutor(max_workers=max_workers, thread_name_prefix="bedrock-sql-list")
         self.executor = ThreadPoolExecutor(max_workers=max_workers, thread_name_prefix="bedrock-sql")
+        self.side_executor = ThreadPoolExecutor(max_workers=max_workers, thread_name_prefix="bedrock-sql-side")
         # Gets answered in this engine's lifetime (one command): a join that looks up the
         # same key for a thousand models calls AWS once.
         self.get_cache: dict[tuple, tuple | None] = {}
@@ -124,6 +131,10 @@ class Engine:
         self.vanished: dict[str, list[str]] = {}
         self.rows_streamed: Counter[str] = Counter()
         self._tally_lock = threading.Lock()
+
+    @property
+    def pools(self) -> tuple[ThreadPoolExecutor, ...]:
+        return (self.list_executor, self.executor, self.side_executor)
 
     def units(self, plan: ScanPlan, service: str | None = None) -> list[Unit]:
         """The units a scan calls: those the plan allows, where the service is offered."""
@@ -156,23 +167,49 @@ class Engine:
 
     def scan(self, table: Table, plan: ScanPlan) -> Iterator[tuple]:
         """Stream the rows of ``table`` for ``plan``; stops cleanly when closed early."""
-        run = _Scan(self, table)
-        streamed = 0
+        run = _Run(self)
+        scan = _Scan(run, table)
         try:
             if plan.get_keys is not None:
                 for key in plan.get_keys:
                     for unit in self.units_for_key(key, plan):
-                        run.submit(run.get, unit, key)
+                        run.submit(scan.get, unit, key)
             else:
                 for unit in self.units(plan, table.service):
-                    run.submit(run.list, unit, plan.list_params, pool=self.list_executor)
-            for row in run.results():
-                streamed += 1
+                    run.submit(scan.list, unit, plan.list_params, pool=self.list_executor)
+            for _, row in run.results():
                 yield row
         finally:
-            run.cancelled.set()
-            with self._tally_lock:
-                self.rows_streamed[table.name] += streamed
+            run.close()
+
+    def scan_all(self, tables: Iterable[Table], units: Iterable[Unit] | None = None) -> Iterator[tuple[Table, tuple]]:
+        """Every table of every unit (of ``units``, a subset of the scope's, when given) at
+        once, for the collector: ``(table, row)`` as they come.
+
+        Units start in scope order, each with all its tables, and a (unit, table) is started
+        only while fewer than twice ``max_workers`` (at least one unit's tables) are under
+        way: what is held in memory follows the calls in flight, not the size of the estate,
+        and a unit's tables finish together (progress counts whole units). A unit's listings of one service run one
+        after the other (their details and tags are still read concurrently): gentle on that
+        service's per-account quotas, and a listing one table hands to the next (KMS
+        ListAliases, for keys and aliases) is asked once.
+        """
+        run = _Run(self)
+        by_service: dict[str, list[_Scan]] = {}
+        for table in tables:
+            by_service.setdefault(table.service, []).append(_Scan(run, table))
+        slots = max(2 * self.max_workers, sum(len(scans) for scans in by_service.values()))
+        listings = (
+            (len(scans), _list_in_turn, scans, unit)
+            for unit in (self.scope.units if units is None else units)
+            for service, scans in by_service.items()
+            if offered(service, unit.region)
+        )  # (slots taken, task, its arguments)
+        try:
+            run.feed(listings, slots=slots)
+            yield from run.results()
+        finally:
+            run.close()
 
     def note_vanished(self, table: Table, resource: str) -> None:
         """``resource`` was listed, then not found when its details were read."""
@@ -182,26 +219,26 @@ class Engine:
     def interrupt(self) -> None:
         """Ctrl-C: make every backoff and queued task give up now."""
         self.scope.factory.stopping.set()
-        for pool in (self.list_executor, self.executor):
+        for pool in self.pools:
             pool.shutdown(wait=False, cancel_futures=True)
 
     def close(self) -> None:
-        for pool in (self.list_executor, self.executor):
+        for pool in self.pools:
             pool.shutdown(wait=True, cancel_futures=True)
 
 
-class _Scan:
-    """The state of one scan: outstanding tasks, and the queue their rows come back on."""
+class _Run:
+    """The state of one scan (one table, or all of them): outstanding tasks, and the queue
+    their rows come back on."""
 
-    def __init__(self, engine: Engine, table: Table):
+    def __init__(self, engine: Engine):
         self.engine = engine
-        self.table = table
         self.rows: queue.Queue = queue.Queue(maxsize=4096)
         self.cancelled = threading.Event()
+        self.streamed: Counter[str] = Counter()
+        self._slots: threading.Semaphore | None = None
         self._lock = threading.Lock()
         self._pending = 1  # held by the consumer until it starts reading results
-
-    # -- task bookkeeping --------------------------------------------------------------
 
     def submit(self, fn: Callable, *args, pool: ThreadPoolExecutor | None = None) -> None:
         with self._lock:
@@ -211,6 +248,39 @@ class _Scan:
         except RuntimeError:  # the pool was shut down by an interrupt
             self._task_done()
             raise Cancelled() from None
+
+    def feed(self, listings: Iterator[tuple], slots: int) -> None:
+        """Submit ``listings`` ((tables, fn, *args)...) from a thread of their own, each once
+        ``tables`` of ``slots`` are free; a slot is freed when one (unit, table) is done."""
+        self._slots = threading.Semaphore(slots)
+        with self._lock:
+            self._pending += 1
+
+        def feeder() -> None:
+            try:
+                for weight, fn, *args in listings:
+                    for _ in range(weight):
+                        while not self._slots.acquire(timeout=0.2):
+                            if self.cancelled.is_set():
+                                return
+                    if self.cancelled.is_set():
+                        return
+                    self.submit(fn, *args, pool=self.engine.list_executor)
+            except Cancelled:
+                pass
+            except BaseException as exc:  # a bug: surface it to the consumer
+                self._put(("fail", exc))
+            finally:
+                self._task_done()
+
+        threading.Thread(target=feeder, name="bedrock-sql-feed", daemon=True).start()
+
+    def unit_done(self, table: Table, unit: Unit) -> None:
+        """Every row and error of ``table`` in ``unit`` is in."""
+        if self.engine.on_unit_done and not self.cancelled.is_set():
+            self.engine.on_unit_done(table.name, unit)
+        if self._slots is not None:
+            self._slots.release()
 
     def _run(self, fn: Callable, *args) -> None:
         try:
@@ -239,7 +309,7 @@ class _Scan:
                 continue
         raise Cancelled()
 
-    def results(self) -> Iterator[tuple]:
+    def results(self) -> Iterator[tuple[Table, tuple]]:
         with self._lock:
             self._pending -= 1
             finished = self._pending == 0
@@ -252,23 +322,45 @@ class _Scan:
             else:
                 kind, payload = self.rows.get()
             if kind == "row":
+                self.streamed[payload[0].name] += 1
                 yield payload
             elif kind == "fail":
                 raise payload
             else:
                 finished = True
 
-    # -- the tasks ---------------------------------------------------------------------
+    def close(self) -> None:
+        """Stop the outstanding tasks (the consumer is done), and tally what was streamed."""
+        self.cancelled.set()
+        with self.engine._tally_lock:
+            self.engine.rows_streamed.update(self.streamed)
+
+
+class _Scan:
+    """One table's tasks within a :class:`_Run`."""
+
+    def __init__(self, run: _Run, table: Table):
+        self.run = run
+        self.engine = run.engine
+        self.table = table
+
+    @property
+    def cancelled(self) -> threading.Event:
+        return self.run.cancelled
+
+    def submit(self, fn: Callable, *args) -> None:
+        self.run.submit(fn, *args)
 
     def api(self, unit: Unit) -> UnitApi:
         return UnitApi(
             self.engine.scope.factory,
             unit,
             on_error=lambda exc, resource: self.engine.errors.add(unit, self.table.name, exc, resource),
+            side=self.engine.side_executor,
         )
 
     def emit(self, api: UnitApi, item: dict) -> None:
-        self._put(("row", self.table.row(api, item)))
+        self.run._put(("row", (self.table, self.table.row(api, item))))
 
     def get(self, unit: Unit, key: str) -> None:
         cache_key = (self.table.name, unit.account_id, unit.region, key)
@@ -287,7 +379,7 @@ class _Scan:
             with engine.get_cache_lock:
                 engine.get_cache[cache_key] = cached
         if cached is not None:
-            self._put(("row", cached))
+            self.run._put(("row", (self.table, cached)))
         self._unit_done(unit)
 
     def list(self, unit: Unit, params: dict) -> None:
@@ -310,8 +402,15 @@ class _Scan:
                 self._unit_done(unit)
 
     def _unit_done(self, unit: Unit) -> None:
-        if self.engine.on_unit_done and not self.cancelled.is_set():
-            self.engine.on_unit_done(self.table.name, unit)
+        self.run.unit_done(self.table, unit)
+
+
+def _list_in_turn(scans: list[_Scan], unit: Unit) -> None:
+    """List ``unit`` for each of ``scans`` (tables of one service), one after the other."""
+    for scan in scans:
+        if scan.cancelled.is_set():
+            return
+        scan.list(unit, {})
 
 
 class _UnitHydrator:

@@ -4,54 +4,121 @@ then a summary of rows, notes and failures. Also used by `check --live` and `que
 from __future__ import annotations
 
 import functools
+import os
+import shutil
 import sys
 import threading
 import time
+from collections import Counter
 from pathlib import Path
 
 import click
+from tqdm import tqdm
 
-from .engine import ErrorRecord
+from .aws import offered
+from .engine import ErrorLog, ErrorRecord
+from .kms_need import DEFAULT_KMS_KEY_MODE, listed_tables
 from .snapshot import CollectResult, collect
 
 
 def collect_with_progress(scope, db: Path, max_workers: int, quiet: bool, destination: str | None = None,
-                          force: bool = False) -> CollectResult:
+                          force: bool = False, kms_keys: str = DEFAULT_KMS_KEY_MODE) -> CollectResult:
     """Collect into ``db``, with a progress bar on a terminal and the summary after (unless quiet)."""
     from .providers import TABLES
 
     started = time.monotonic()
-    with CollectProgress(len(scope.units) * len(TABLES), not quiet and sys.stderr.isatty()) as advance:
-        result = collect(scope, db, max_workers=max_workers, on_unit_done=advance, force=force)
+    errors = ErrorLog()
+    # The bar counts the units of the tables listed everywhere; by need, the KMS reads that
+    # follow are few and fast, and their calls show in the count.
+    counted = listed_tables(TABLES, kms_keys)
+    with CollectProgress(scope, counted, errors, not quiet and sys.stderr.isatty()) as advance:
+        result = collect(scope, db, max_workers=max_workers, on_unit_done=advance, force=force, errors=errors,
+                         kms_keys=kms_keys)
     if not quiet:
         print_collect_summary(result, time.monotonic() - started, destination or str(result.path))
     return result
 
 
 class CollectProgress:
-    """A click progress bar on stderr, advanced from worker threads; silent when piped."""
+    """A tqdm bar on stderr, advanced from worker threads; nothing at all when disabled (piped).
 
-    def __init__(self, length: int, enabled: bool):
-        self.bar = (
-            click.progressbar(length=length, label="Collecting", file=sys.stderr, show_pos=True)
-            if enabled
-            else None
-        )
+    It counts whole units (an account in a region, every table done) and whole accounts, and
+    shows the API calls and failures so far; tqdm adds the elapsed time and the ETA.
+    """
+
+    REFRESH_SECONDS = 0.5
+
+    def __init__(self, scope, tables: dict, errors: ErrorLog, enabled: bool):
+        self.scope = scope
+        self.errors = errors
+        self.enabled = enabled
+        self.bar: tqdm | None = None
         self.lock = threading.Lock()
+        self.counted = set(tables)  # by need, the KMS reads after the listings are not counted
+        if not enabled:
+            return
+        tables_per_service = Counter(table.service for table in tables.values())
+        # (account, region) -> tables still to finish there; account -> units still to finish.
+        self.tables_left = {
+            (u.account_id, u.region): sum(n for service, n in tables_per_service.items() if offered(service, u.region))
+            for u in scope.units
+        }
+        self.units_left = Counter(u.account_id for u in scope.units)
+        self.accounts = len(self.units_left)
+        self.accounts_done = 0
+        self.shown_at = 0.0
 
     def __enter__(self):
-        if self.bar:
-            self.bar.__enter__()
+        if self.enabled:
+            # A terminal that reports no size (a bare pty) gets $COLUMNS or 80, not an empty bar.
+            sized = _terminal_columns() > 0
+            fallback = shutil.get_terminal_size()
+            self.bar = tqdm(
+                total=len(self.tables_left), desc="Collecting", unit="unit", file=sys.stderr,
+                dynamic_ncols=sized, ncols=None if sized else fallback.columns,
+                nrows=None if sized else fallback.lines,  # 0 rows would hide the bar
+                mininterval=self.REFRESH_SECONDS, smoothing=0.05,
+            )
+            self._describe()
         return self.advance
 
-    def advance(self, table_name, unit):
-        if self.bar:
-            with self.lock:
-                self.bar.update(1)
+    def advance(self, table_name, unit) -> None:
+        if self.bar is None or table_name not in self.counted:
+            return
+        key = (unit.account_id, unit.region)
+        with self.lock:
+            left = self.tables_left.get(key, 0) - 1
+            self.tables_left[key] = left
+            if left != 0:
+                return
+            del self.tables_left[key]
+            self.units_left[unit.account_id] -= 1
+            if self.units_left[unit.account_id] == 0:
+                self.accounts_done += 1
+            self.bar.update(1)
+            if time.monotonic() - self.shown_at >= self.REFRESH_SECONDS:
+                self._describe()
+
+    def _describe(self) -> None:
+        self.shown_at = time.monotonic()
+        self.bar.set_postfix_str(
+            f"accounts {self.accounts_done}/{self.accounts}, {self.scope.factory.total_calls()} calls, "
+            f"{len(self.errors)} errors",
+            refresh=False,
+        )
 
     def __exit__(self, *exc):
-        if self.bar:
-            self.bar.__exit__(*exc)
+        if self.bar is not None:
+            if exc[0] is None:
+                self._describe()
+            self.bar.close()
+
+
+def _terminal_columns() -> int:
+    try:
+        return os.get_terminal_size(sys.stderr.fileno()).columns
+    except (OSError, ValueError):
+        return 0
 
 
 def print_collect_summary(result: CollectResult, seconds: float, destination: str) -> None:

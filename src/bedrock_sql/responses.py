@@ -280,10 +280,11 @@ def _status(response_dict: dict) -> int:
 
 
 def _content_type(headers: Any) -> str:
-    for name, value in dict(headers).items():
-        if name.lower() == "content-type":
-            return value.split(";", 1)[0].strip() or "no content type"
-    return "no content type"
+    # Asked of every answer: botocore's headers are case-insensitive, so look it up directly.
+    value = headers.get("content-type") or headers.get("Content-Type")
+    if value is None:
+        value = next((v for name, v in dict(headers).items() if name.lower() == "content-type"), None)
+    return (value or "").split(";", 1)[0].strip() or "no content type"
 
 
 def _start(body: bytes, length: int = 40) -> str:

@@ -17,16 +17,17 @@ import uuid
 from dataclasses import dataclass, replace
 from datetime import datetime, timezone
 from pathlib import Path
-from typing import Callable
+from typing import Callable, Iterable
 from urllib.parse import quote
 
 import apsw
 
 from . import __version__
 from .accounts import Scope, record_failed_accounts
-from .aws import Unit
+from .aws import DEFAULT_MAX_WORKERS, Unit
 from .engine import ERROR_COLUMNS, Engine, ErrorLog, ErrorRecord
 from .errors import UserError
+from .kms_need import DEFAULT_KMS_KEY_MODE, KMS_KEY_MODES, NOTE_ALL, collect_by_need
 from .providers import TABLES
 from .providers.base import TEXT, Column, Table, iso_utc
 from .snapshot_file import check_replaceable, mark_as_snapshot
@@ -123,12 +124,17 @@ def collect(
     scope: Scope,
     db_path: str | os.PathLike,
     *,
-    max_workers: int = 16,
+    max_workers: int = DEFAULT_MAX_WORKERS,
     tables: dict[str, Table] = TABLES,
     on_unit_done: Callable[[str, Unit], None] | None = None,
     force: bool = False,
+    errors: ErrorLog | None = None,
+    kms_keys: str = DEFAULT_KMS_KEY_MODE,
 ) -> CollectResult:
     """Collect every table from ``scope`` into a new snapshot at ``db_path``.
+
+    ``kms_keys``: "needed" (only the keys and aliases Bedrock resources name, see
+    :mod:`bedrock_sql.kms_need`) or "all" (every key and alias of every unit).
 
     The new snapshot is written to a partial file beside the target (created 0600: it maps
     an estate's keys and models) and renamed over it only once complete, so an interrupted
@@ -139,7 +145,7 @@ def collect(
     replaceable = functools.partial(check_replaceable, db_path, force=force)
     partial = open_partial(target, replaceable)
 
-    errors = ErrorLog()
+    errors = errors if errors is not None else ErrorLog()  # given: progress counts them as they come
     # Accounts that could not be reached: one row per table and region, as a failed listing.
     record_failed_accounts(scope, errors, tables)
     engine = Engine(scope, errors, max_workers=max_workers, on_unit_done=on_unit_done)
@@ -154,10 +160,8 @@ def collect(
         connection.execute("PRAGMA snapshot.journal_mode=OFF").fetchall()
         connection.execute("PRAGMA snapshot.synchronous=OFF").fetchall()
         with connection:
-            counts: dict[str, int] = {}
-            for table in tables.values():
-                counts[table.name] = _copy_table(connection, table)
-            notes = [*scope.notes, *_run_notes(engine, tables, counts)]
+            counts, kms_notes = _write_tables(connection, engine, tables, kms_keys)
+            notes = [*scope.notes, *kms_notes, *_run_notes(engine, tables, counts)]
             create_meta_tables(connection, "snapshot")
             records = errors.records()
             connection.executemany(
@@ -246,16 +250,51 @@ def finish_snapshot(connection: apsw.Connection, schema: str, tables: dict[str, 
     write_views(connection, schema)  # for SQLite tools that open the file themselves
 
 
-def _copy_table(connection: apsw.Connection, table: Table) -> int:
-    """Create ``table`` in the snapshot, one row per key, and fill it from the live table.
+def _write_tables(
+    connection: apsw.Connection, engine: Engine, tables: dict[str, Table], kms_keys: str = DEFAULT_KMS_KEY_MODE
+) -> tuple[dict[str, int], list[str]]:
+    """Create every table in the snapshot, one row per key, and fill them.
 
-    The UNIQUE index exists before the first row, so a resource AWS answers twice (listed on
-    two pages while the listing moved) is stored once: the first row is kept, and the count
-    of dropped duplicates goes to the run's notes (:func:`_run_notes`). Returns the rows stored.
+    With ``kms_keys="all"`` every table of a unit is collected at the same time
+    (:meth:`Engine.scan_all`); by need, the Bedrock tables first, then the KMS aliases and
+    keys they name (:func:`kms_need.collect_by_need`). Rows are written as they come, in batches. The UNIQUE index exists before the first row, so a
+    resource AWS answers twice (listed on two pages while the listing moved) is stored once:
+    the first row is kept, and the count of dropped duplicates goes to the run's notes
+    (:func:`_run_notes`). Returns the rows stored per table, and the notes saying which
+    KMS keys were collected.
     """
-    create_table(connection, "snapshot", table)
-    connection.execute(f"INSERT OR IGNORE INTO snapshot.{table.name} SELECT * FROM main.{table.name}")
-    return connection.changes()
+    inserts = {}
+    for table in tables.values():
+        create_table(connection, "snapshot", table)
+        marks = ", ".join("?" * len(table.column_names))
+        inserts[table.name] = f"INSERT OR IGNORE INTO snapshot.{table.name} VALUES ({marks})"
+    counts = dict.fromkeys(tables, 0)
+    batches: dict[str, list[tuple]] = {name: [] for name in tables}
+
+    def write(name: str) -> None:
+        before = connection.total_changes()
+        connection.executemany(inserts[name], batches[name])
+        counts[name] += connection.total_changes() - before
+        batches[name].clear()
+
+    def store(rows: Iterable[tuple[Table, tuple]]) -> None:
+        for table, row in rows:
+            batch = batches[table.name]
+            batch.append(row)
+            if len(batch) >= _WRITE_BATCH:
+                write(table.name)
+        for name in tables:
+            write(name)
+
+    if kms_keys == "all":
+        store(engine.scan_all(tables.values()))
+        return counts, [NOTE_ALL]
+    if kms_keys != "needed":
+        raise ValueError(f"kms_keys must be one of {KMS_KEY_MODES}, not {kms_keys!r}")
+    return counts, collect_by_need(connection, engine, tables, store)
+
+
+_WRITE_BATCH = 500  # rows per INSERT batch: few statements, little held
 
 
 def _run_notes(engine: Engine, tables: dict[str, Table], counts: dict[str, int]) -> list[str]:

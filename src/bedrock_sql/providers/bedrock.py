@@ -32,20 +32,34 @@ def get_detail(api: UnitApi, operation: str, arn_key: str, **params) -> dict | N
     return item
 
 
-def get_with_tags(api: UnitApi, operation: str, arn_key: str, **params) -> dict | None:
+def get_with_tags(api: UnitApi, operation: str, arn_key: str, *, tags_of: str | None = None, **params) -> dict | None:
     """:func:`get_detail`, plus the resource's tags (ListTagsForResource) as ``item["tags"]``.
 
-    A failed tags call costs only the tags: it is recorded and ``tags`` is NULL.
+    When the resource's ARN is known before the get (``tags_of``, or an identifier that is
+    an ARN: the listing gave it), the tags are read during the get, not after it. A failed
+    tags call costs only the tags: it is recorded and ``tags`` is NULL.
     """
+    known = tags_of or next((v for v in params.values() if isinstance(v, str) and v.startswith("arn:")), None)
+    early_tags = api.start(lambda: _tags_outcome(api, known)) if known else None
     item = get_detail(api, operation, arn_key, **params)
     if item is None:
-        return None
+        return None  # not found: whatever its tags call said is moot
     arn = item[arn_key]
-    item["tags"] = api.optional(
-        lambda: tags_to_dict(api.call("bedrock", "list_tags_for_resource", resourceARN=arn).get("tags")),
-        resource=arn,
-    )
+    # The answer names the resource: tags read under another name are read again under it.
+    tags = early_tags() if early_tags is not None and known == arn else _tags_outcome(api, arn)
+    if isinstance(tags, ApiError):
+        api.record(tags, resource=arn)
+        tags = None
+    item["tags"] = tags
     return item
+
+
+def _tags_outcome(api: UnitApi, arn: str) -> dict | ApiError:
+    """The resource's tags, or the failure that cost them (recorded only once the resource is known to exist)."""
+    try:
+        return tags_to_dict(api.call("bedrock", "list_tags_for_resource", resourceARN=arn).get("tags"))
+    except ApiError as exc:
+        return exc
 
 
 def one_of(*allowed: str) -> Callable[[Any], str]:

@@ -17,8 +17,9 @@ def list_jobs(api: UnitApi, params: dict):
 
 
 def get_job(api: UnitApi, identifier: str):
-    name = identifier.split("model-customization-job/", 1)[-1] if identifier.startswith("arn:") else identifier
-    return get_with_tags(api, "get_model_customization_job", "jobArn", jobIdentifier=name)
+    arn = identifier if identifier.startswith("arn:") else None
+    name = identifier.split("model-customization-job/", 1)[-1] if arn else identifier
+    return get_with_tags(api, "get_model_customization_job", "jobArn", tags_of=arn, jobIdentifier=name)
 
 
 JOB_STATUSES = ("InProgress", "Completed", "Failed", "Stopping", "Stopped")
@@ -60,7 +61,7 @@ TABLE = Table(
         Column("tags", TEXT, "JSON object of the job's tags.", "tags"),
     ],
     list_items=list_jobs,
-    hydrate_item=lambda api, summary: get_job(api, summary["jobName"]),
+    hydrate_item=lambda api, summary: get_job(api, summary["jobArn"]),  # its tags during its get
     get_item=get_job,
     get_columns=("arn", "job_name"),
     list_filters=(

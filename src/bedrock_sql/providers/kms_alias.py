@@ -41,6 +41,18 @@ def region_aliases(api: UnitApi, table: str) -> list[dict]:
         _handoff.setdefault(owner, {})[(other, *unit)] = aliases
     return aliases
 
+
+def drop_handoff(api: UnitApi, table: str) -> None:
+    """Forget the listing of the unit handed over to ``table``, when no scan of ``table``
+    will follow to take it (a collect by need lists aliases, never keys): it would be held
+    for the whole command."""
+    owner = getattr(api, "factory", None)
+    if owner is None:
+        return
+    with _handoff_lock:
+        _handoff.get(owner, {}).pop((table, api.account_id, api.region), None)
+
+
 # What ListAliases answers when the KeyId filter names no key of this region (an id unknown
 # here, or the ARN of a key in another region): provably no alias of this region targets it.
 NO_SUCH_KEY = {"NotFoundException", "InvalidArnException"}

@@ -72,12 +72,13 @@ def _key_row(connection, arn: str, key_lookup: KeyLookup | None) -> dict[str, An
         if aliases and aliases[0]["target_key_id"]:
             key_arn = f"arn:{partition}:kms:{region}:{account}:key/{aliases[0]['target_key_id']}"
         elif key_lookup is None:
-            raise UserError(f"--kms-key {arn}: no such alias in the snapshot (run bedrock-sql collect, or give the key's ARN)")
+            raise UserError(f"--kms-key {arn}: no such alias in the snapshot (run bedrock-sql collect --kms-keys all, or give the key's ARN)")
     rows = query_rows(connection, f"SELECT * FROM {KEYS} WHERE arn = ?", (key_arn,))
     if rows:
         return rows[0]
     if key_lookup is None:
-        raise UserError(f"--kms-key {arn} is not in the snapshot: run bedrock-sql collect (or --apply, which describes it live)")
+        raise UserError(f"--kms-key {arn} is not in the snapshot (by default a collect keeps only the keys Bedrock resources name): run "
+                        "bedrock-sql collect --kms-keys all (or --apply, which describes it live)")
     row = key_lookup(key_arn)
     if row is None:
         raise UserError(f"--kms-key {arn} does not exist (DescribeKey found no such key)")

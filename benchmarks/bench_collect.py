@@ -42,6 +42,7 @@ import logging
 import os
 import platform
 import re
+import shlex
 import sqlite3
 import subprocess
 import sys
@@ -214,7 +215,7 @@ def latency_run(url: str, args) -> dict:
     # would share one interpreter lock, and the simulator, not the collect, would set the pace.
     with tempfile.TemporaryDirectory(prefix="bench-collect-") as tmp:
         workdir = Path(tmp)
-        extra = ("--max-workers", str(args.max_workers)) if args.max_workers else ()
+        extra = (*(("--max-workers", str(args.max_workers)) if args.max_workers else ()), *shlex.split(args.collect_args))
         with ProxyProcess(url, args.latency) as proxy:
             tool_seconds, result = time_bedrock_sql(proxy.url, regions, workdir, *extra)
         tool_ops = proxy.counts
@@ -439,6 +440,9 @@ def main() -> None:
     parser.add_argument("--latency", type=float, default=0.1, help="seconds added to every call in run 1")
     parser.add_argument("--memory-models", type=int, default=50_000, help="models in run 2")
     parser.add_argument("--max-workers", type=int, default=0, help="pass --max-workers to bedrock-sql (default: its own)")
+    parser.add_argument("--collect-args", default="--kms-keys all",
+                        help="more options for run 1's collect (default: %(default)s, every key, as the sequential "
+                             "procedure describes; '' for a version without --kms-keys)")
     parser.add_argument("--skip-latency", action="store_true", help="skip run 1")
     parser.add_argument("--skip-memory", action="store_true", help="skip run 2")
     args = parser.parse_args()

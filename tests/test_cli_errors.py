@@ -308,7 +308,7 @@ def test_collect_with_a_failed_unit_exits_2_and_still_lands(capsys, workdir: Pat
 
     def denied_scope(options, shard=None):
         scope = real(options, shard)
-        deny(scope, "kms", "ListKeys", when=lambda p, ctx: region_of(ctx) == "us-east-1")
+        deny(scope, "bedrock", "ListCustomModels", when=lambda p, ctx: region_of(ctx) == "us-east-1")
         return scope
 
     monkeypatch.setattr(bedrock_sql.cli, "resolve_scope", denied_scope)
@@ -316,10 +316,10 @@ def test_collect_with_a_failed_unit_exits_2_and_still_lands(capsys, workdir: Pat
     code, out, err = run(capsys, "--db", str(db), "collect", "--region", "us-east-1", "--region", "eu-west-1")
     assert code == 2
     assert "Traceback" not in err
-    assert "ListKeys" in err and "AccessDeniedException" in err
+    assert "ListCustomModels" in err and "AccessDeniedException" in err
     assert db.is_file()
     code, out, _ = run(capsys, "--db", str(db), "query", "-o", "csv", "SELECT region, operation FROM bedrock_sql_errors")
-    assert out.splitlines() == ["region,operation", "us-east-1,ListKeys"]
+    assert out.splitlines() == ["region,operation", "us-east-1,ListCustomModels"]
 
 
 # --- SQL that starts with a comment; --live is read-only too ---------------------------------

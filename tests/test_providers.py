@@ -500,7 +500,7 @@ def test_a_key_deleted_between_list_and_get_is_noted(demo: Estate, tmp_path) -> 
     try:
         deny(handle.scope, "kms", "DescribeKey", code="NotFoundException",
              when=lambda params, ctx: params.get("KeyId") == victim.key_id)
-        result = collect(handle.scope, tmp_path / "s.db")
+        result = collect(handle.scope, tmp_path / "s.db", kms_keys="all")  # the key is listed, then gone
     finally:
         handle.close()
     assert result.errors == []

@@ -9,8 +9,9 @@ PostgreSQL into SQLite and otherwise unchanged. The dialect changes, and only th
 - ``extract(day from deletion_date - current_timestamp)`` -> ``cast(days_until(deletion_date) as integer)``;
 - the mod's HCL template locals (``${local.tag_dimensions_sql}`` ...) are left out.
 
-A seeded estate of keys (collected from moto, as a user collects AWS) must get the verdicts
-Steampipe gives, written out by hand per key.
+A seeded estate of keys (collected from moto with ``--kms-keys all``, as a user running the
+mod's account-wide KMS queries collects AWS) must get the verdicts Steampipe gives, written out
+by hand per key.
 """
 
 from __future__ import annotations
@@ -242,7 +243,8 @@ def mod_estate(world: World, tmp_path_factory: pytest.TempPathFactory) -> tuple[
     denied_key = arns["alias/rotation-denied"].split("/")[-1]
     deny(scope, "kms", "GetKeyRotationStatus", when=lambda params, _context: params.get("KeyId") == denied_key)
     db = tmp_path_factory.mktemp("mod") / "bedrock.db"
-    snapshot.collect(scope, db)
+    # The mod judges every key of the account, not only those Bedrock resources name.
+    snapshot.collect(scope, db, kms_keys="all")
     return db, arns
 
 

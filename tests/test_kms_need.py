@@ -177,6 +177,34 @@ def test_describe_key_denied_for_a_named_key_is_an_error_verdict(estate, tmp_pat
     assert {v[:3] for v in verdicts(path)} == {v[:3] for v in verdicts(tmp_path / "all.db")}
 
 
+# The by-need reads of a named key, failing the ways AWS fails (the fault matrix runs its
+# KMS cells with --kms-keys all): the controls that read what was lost answer error, never ok.
+_POLICY = "bedrock_custom_model_cmk_policy_not_public"
+_ROTATION = "bedrock_custom_model_cmk_rotation_enabled"
+_MODEL_CONTROLS = {"bedrock_custom_model_encrypted_with_cmk", "bedrock_custom_model_cmk_usable", _ROTATION, _POLICY}
+
+
+@pytest.mark.parametrize("code", ["AccessDeniedException", "KMSInternalException", "ThrottlingException"])
+@pytest.mark.parametrize(
+    "operation, judged_by",
+    [("DescribeKey", _MODEL_CONTROLS), ("GetKeyRotationStatus", {_ROTATION}), ("GetKeyPolicy", {_POLICY})],
+)
+def test_a_failed_read_of_a_named_key_is_an_error_in_the_controls_that_need_it(
+    estate, tmp_path, monkeypatch, operation, judged_by, code
+) -> None:
+    monkeypatch.setenv("AWS_MAX_ATTEMPTS", "2")  # a throttle that never ends, given up quickly
+    region, forms = estate
+    model, key_arn = forms["key_id"]
+    key_id = key_arn.split("/")[-1]
+    path = tmp_path / "failed.db"
+    _, result = collect(path, [region], "needed", lambda scope: deny(
+        scope, "kms", operation, code=code, when=lambda params, context: params.get("KeyId") in (key_arn, key_id)))
+    assert [(e.operation, e.error_code, e.resource) for e in result.errors] == [(operation, code, key_arn)]
+    statuses = {control: status for control, resource, status, _ in verdicts(path) if resource.endswith(f"/{model}")}
+    assert {control for control, status in statuses.items() if status == "error"} == judged_by, statuses
+    assert "ok" not in {statuses[control] for control in judged_by}
+
+
 def test_a_failed_alias_listing_makes_alias_named_models_error(estate, tmp_path) -> None:
     region, forms = estate
     path = tmp_path / "aliases.db"

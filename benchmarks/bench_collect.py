@@ -63,7 +63,7 @@ import boto3  # noqa: E402
 import botocore.exceptions  # noqa: E402
 
 from bedrock_sql.estate import DEFAULT_ACCOUNT_ID, create_key, key_policy, seed_models  # noqa: E402
-from bench_scale import ProxyProcess  # noqa: E402
+from bench_scale import ProxyProcess, moto_custom_model  # noqa: E402
 from e2e_helpers import cli_command, cli_env  # noqa: E402
 
 REGIONS = ("us-east-1", "us-west-2", "eu-west-1", "eu-central-1", "ap-northeast-1", "ap-southeast-2")
@@ -268,37 +268,17 @@ def seed_models_in_backend(url: str, region: str, count: int) -> None:
     returns: ARNs, base model, hyperparameters, data configs, metrics, creation time, key).
     Every other model is encrypted with a real CMK (created through the API), the rest
     with the Bedrock-owned key. No jobs: the models' job ARNs name jobs that are gone."""
-    from moto.bedrock.models import CustomModel, bedrock_backends
+    from moto.bedrock.models import bedrock_backends
 
     session = boto3.Session(region_name=region)
     cmk = create_key(session, region, alias="alias/bedrock/bulk", rotation=True, endpoint_url=url)
     backend = bedrock_backends[DEFAULT_ACCOUNT_ID][region]
-    base_model = "amazon.titan-text-express-v1:0:8k"
-    base_arn = f"arn:aws:bedrock:{region}::foundation-model/{base_model}"
     epoch = datetime(2026, 1, 5, 9, 0, 0)
     for i in range(count):
         name = f"bulk-{i:06d}"
-        job_name = f"{name}-job"
-        prefix = f"s3://acme-ml-{DEFAULT_ACCOUNT_ID}-{region}/bedrock/{job_name}"
-        model = CustomModel(
-            model_name=name,
-            job_name=job_name,
-            job_arn=f"arn:aws:bedrock:{region}:{DEFAULT_ACCOUNT_ID}:model-customization-job/{job_name}",
-            base_model_arn=base_arn,
-            hyper_parameters={"epochCount": "2", "batchSize": "1", "learningRate": "0.00001"},
-            output_data_config={"s3Uri": f"{prefix}/output/"},
-            training_data_config={"s3Uri": f"{prefix}/train.jsonl"},
-            training_metrics={"trainingLoss": 0.1234},
-            base_model_name=base_model,
-            region_name=region,
-            account_id=DEFAULT_ACCOUNT_ID,
-            customization_type="FINE_TUNING",
-            model_kms_key_arn=cmk.arn if i % 2 == 0 else None,
-            validation_data_config={"validators": [{"s3Uri": f"{prefix}/validation.jsonl"}]},
-            validation_metrics=[{"validationLoss": 0.2345}],
+        backend.custom_models[name] = moto_custom_model(
+            DEFAULT_ACCOUNT_ID, region, name, cmk.arn if i % 2 == 0 else None, epoch + timedelta(seconds=i)
         )
-        model.creation_time = (epoch + timedelta(seconds=i)).strftime("%Y-%m-%d %H:%M:%S")
-        backend.custom_models[name] = model
     index_moto_models(backend)
 
 

@@ -91,7 +91,7 @@ def seed(args) -> None:
     from datetime import datetime, timedelta
 
     import moto.kms.models
-    from moto.bedrock.models import CustomModel, bedrock_backends
+    from moto.bedrock.models import bedrock_backends
     from moto.kms.models import kms_backends
 
     # moto gives every key, even a symmetric one, an RSA-2048 private key of its own (~40 ms
@@ -100,7 +100,6 @@ def seed(args) -> None:
     shared_private_key = moto.kms.models.generate_private_key("RSA_2048")
     moto.kms.models.generate_private_key = lambda key_spec: shared_private_key
 
-    base_model = "amazon.titan-text-express-v1:0:8k"
     epoch = datetime(2026, 1, 5, 9, 0, 0)
     for account in account_ids(args.accounts):
         kms = kms_backends[account][KEY_REGION]
@@ -115,27 +114,39 @@ def seed(args) -> None:
             backend = bedrock_backends[account][region]
             for i in range(args.models):
                 name = f"model-{region}-{i:03d}"
-                job_name = f"{name}-job"
-                prefix = f"s3://acme-ml-{account}-{region}/bedrock/{job_name}"
-                model = CustomModel(
-                    model_name=name,
-                    job_name=job_name,
-                    job_arn=f"arn:aws:bedrock:{region}:{account}:model-customization-job/{job_name}",
-                    base_model_arn=f"arn:aws:bedrock:{region}::foundation-model/{base_model}",
-                    hyper_parameters={"epochCount": "2", "batchSize": "1", "learningRate": "0.00001"},
-                    output_data_config={"s3Uri": f"{prefix}/output/"},
-                    training_data_config={"s3Uri": f"{prefix}/train.jsonl"},
-                    training_metrics={"trainingLoss": 0.1234},
-                    base_model_name=base_model,
-                    region_name=region,
-                    account_id=account,
-                    customization_type="FINE_TUNING",
-                    model_kms_key_arn=model_key.arn if i % 2 == 0 else None,
-                    validation_data_config={"validators": [{"s3Uri": f"{prefix}/validation.jsonl"}]},
-                    validation_metrics=[{"validationLoss": 0.2345}],
+                backend.custom_models[name] = moto_custom_model(
+                    account, region, name, model_key.arn if i % 2 == 0 else None, epoch + timedelta(seconds=i)
                 )
-                model.creation_time = (epoch + timedelta(seconds=i)).strftime("%Y-%m-%d %H:%M:%S")
-                backend.custom_models[name] = model
+
+
+def moto_custom_model(account: str, region: str, name: str, key_arn: str | None, created):
+    """A fine-tuned custom model as GetCustomModel returns it (ARNs, base model,
+    hyperparameters, data configs, metrics, key), for writing straight into moto's backend;
+    ``created`` a naive UTC datetime. bench_collect's memory run writes the same models."""
+    from moto.bedrock.models import CustomModel
+
+    base_model = "amazon.titan-text-express-v1:0:8k"
+    job_name = f"{name}-job"
+    prefix = f"s3://acme-ml-{account}-{region}/bedrock/{job_name}"
+    model = CustomModel(
+        model_name=name,
+        job_name=job_name,
+        job_arn=f"arn:aws:bedrock:{region}:{account}:model-customization-job/{job_name}",
+        base_model_arn=f"arn:aws:bedrock:{region}::foundation-model/{base_model}",
+        hyper_parameters={"epochCount": "2", "batchSize": "1", "learningRate": "0.00001"},
+        output_data_config={"s3Uri": f"{prefix}/output/"},
+        training_data_config={"s3Uri": f"{prefix}/train.jsonl"},
+        training_metrics={"trainingLoss": 0.1234},
+        base_model_name=base_model,
+        region_name=region,
+        account_id=account,
+        customization_type="FINE_TUNING",
+        model_kms_key_arn=key_arn,
+        validation_data_config={"validators": [{"s3Uri": f"{prefix}/validation.jsonl"}]},
+        validation_metrics=[{"validationLoss": 0.2345}],
+    )
+    model.creation_time = created.strftime("%Y-%m-%d %H:%M:%S")
+    return model
 
 
 def start_moto(args) -> tuple[subprocess.Popen, str, float]:

@@ -30,7 +30,7 @@ from .engine import Engine, ScanPlan
 from .providers import TABLES
 from .providers.base import Table
 from .providers.kms_alias import ALIAS_TABLE, KEY_TABLE, drop_handoff
-from .providers.kms_key import _by_name as aliases_by_name
+from .providers.kms_key import ALIAS_FIELDS, aliases_by_name
 from .providers.kms_key import describe_key, get_key
 
 KMS_KEY_MODES = ("needed", "all")
@@ -215,7 +215,7 @@ def _key_reader(connection: apsw.Connection, schema: str, engine: Engine, listed
         f"SELECT account_id, region, arn, alias_name, target_key_id, creation_date, last_updated_date "
         f"FROM {schema}.{ALIAS_TABLE} WHERE target_key_id IS NOT NULL"
     ):
-        entry = dict(zip(("AliasArn", "AliasName", "TargetKeyId", "CreationDate", "LastUpdatedDate"), alias))
+        entry = dict(zip(ALIAS_FIELDS, alias))  # the SELECT names them in this order
         aliases.setdefault((account, region, entry["TargetKeyId"]), []).append(entry)
 
     def read(api: UnitApi, key: str):

@@ -35,14 +35,14 @@ def list_keys(api: UnitApi, params: dict):
     for key in api.paginate("kms", "list_keys", **params):
         # ListKeys names the ARN KeyArn, DescribeKey Arn: give the summary the column's
         # field, so a key whose DescribeKey fails keeps its arn (and its error its resource).
-        yield {**key, "Arn": key.get("KeyArn"), "aliases": _by_name(aliases.get(key["KeyId"], []))}
+        yield {**key, "Arn": key.get("KeyArn"), "aliases": aliases_by_name(aliases.get(key["KeyId"], []))}
 
 
 # ListAliases' AliasListEntry: Steampipe writes each one whole, a member AWS left out as null.
 ALIAS_FIELDS = ("AliasArn", "AliasName", "TargetKeyId", "CreationDate", "LastUpdatedDate")
 
 
-def _by_name(aliases: list[dict]) -> list[dict]:
+def aliases_by_name(aliases: list[dict]) -> list[dict]:
     # Steampipe keeps ListAliases' order (its title is the first alias); AWS documents none,
     # so order by name for a title that does not change between collects.
     entries = ({name: alias.get(name) for name in ALIAS_FIELDS} for alias in aliases)
@@ -124,7 +124,7 @@ def get_key(api: UnitApi, key_id: str):
     if item is not None:
         # The key's own aliases (a get lists no region): losing them costs only that column.
         item["aliases"] = api.optional(
-            lambda: _by_name(list(api.paginate("kms", "list_aliases", KeyId=item["KeyId"]))),
+            lambda: aliases_by_name(list(api.paginate("kms", "list_aliases", KeyId=item["KeyId"]))),
             resource=item["Arn"],
         )
     return item

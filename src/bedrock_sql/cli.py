@@ -23,6 +23,7 @@ from .shard import Shard, parse_shard
 from .report import CHECK_FORMATS
 from .diff import DIFF_FORMATS, FAIL_ON
 from .kms_need import DEFAULT_KMS_KEY_MODE, KMS_KEY_MODES
+from .model_context import DEFAULT_MODEL_CONTEXT, MODEL_CONTEXT_MODES
 from .progress import collect_with_progress, echo_errors
 from .sql import StatementTimeout, checked_timeout, live_connection, run_query, snapshot_connection
 
@@ -132,8 +133,14 @@ def cli(ctx, db):
               show_default=True,
               help="needed: only the KMS keys Bedrock resources name, and the aliases of the accounts and regions "
                    "holding them (the verdicts are the same); all: every key and alias of every account and region.")
+@click.option("--model-context", "model_context", type=click.Choice(MODEL_CONTEXT_MODES),
+              default=DEFAULT_MODEL_CONTEXT, show_default=True,
+              help="needed: list import and copy jobs, provisioned throughputs and custom model deployments only in "
+                   "the accounts and regions holding custom or imported models (the verdicts are the same); all: in "
+                   "every account and region.")
 @click.pass_context
-def collect_command(ctx, aws: AwsOptions, quiet: bool, force: bool, shard: Shard | None, kms_keys: str):
+def collect_command(ctx, aws: AwsOptions, quiet: bool, force: bool, shard: Shard | None, kms_keys: str,
+                    model_context: str):
     """Snapshot custom, imported and copied models, their jobs, what serves them, KMS keys
     and aliases into --db."""
     from .snapshot_file import check_replaceable
@@ -141,7 +148,8 @@ def collect_command(ctx, aws: AwsOptions, quiet: bool, force: bool, shard: Shard
     db = ctx.obj["db"]
     check_replaceable(db, force=force)  # before any AWS call: say so at once (collect checks again)
     scope = resolve_scope(aws, shard)
-    result = collect_with_progress(scope, db, aws.max_workers, quiet, force=force, kms_keys=kms_keys)
+    result = collect_with_progress(scope, db, aws.max_workers, quiet, force=force, kms_keys=kms_keys,
+                                   model_context=model_context)
     ctx.exit(EXIT_PARTIAL if result.errors else EXIT_OK)
 
 

@@ -130,6 +130,9 @@ class Engine:
         # (the snapshot keeps one per key: the difference is the duplicates it dropped).
         self.vanished: dict[str, list[str]] = {}
         self.rows_streamed: Counter[str] = Counter()
+        # By need (scan_all(context_by_need=True)): per table, the units not listed because
+        # no model was there (a count, not the units: it must not grow with the estate).
+        self.context_skipped: Counter[str] = Counter()
         self._tally_lock = threading.Lock()
 
     @property
@@ -182,25 +185,30 @@ class Engine:
         finally:
             run.close()
 
-    def scan_all(self, tables: Iterable[Table], units: Iterable[Unit] | None = None) -> Iterator[tuple[Table, tuple]]:
+    def scan_all(self, tables: Iterable[Table], units: Iterable[Unit] | None = None, *,
+                 context_by_need: bool = False) -> Iterator[tuple[Table, tuple]]:
         """Every table of every unit (of ``units``, a subset of the scope's, when given) at
-        once, for the collector: ``(table, row)`` as they come.
+        once, for the collector: ``(table, row)`` as they come. With ``context_by_need``, a
+        table declaring ``context_of`` is listed in a unit only if one of those tables listed
+        a resource there or failed to (:attr:`context_skipped` counts the others).
 
-        Units start in scope order, each with all its tables, and a (unit, table) is started
-        only while fewer than twice ``max_workers`` (at least one unit's tables) are under
-        way: what is held in memory follows the calls in flight, not the size of the estate,
-        and a unit's tables finish together (progress counts whole units). A unit's listings of one service run one
-        after the other (their details and tags are still read concurrently): gentle on that
-        service's per-account quotas, and a listing one table hands to the next (KMS
-        ListAliases, for keys and aliases) is asked once.
+        Units start in scope order, each with all its tables. A unit's listings of one service
+        run one after the other (their details and tags are still read concurrently): gentle
+        on that service's per-account quotas, and a listing one table hands to the next (KMS
+        ListAliases, for keys and aliases) is asked once; a table listed by need comes after
+        the tables it depends on. So a unit has one listing call in flight per service, and up
+        to twice ``max_workers`` units are started at once (counted in (unit, table) pairs, a
+        slot freed as each table of a unit finishes): enough listings to keep ``max_workers``
+        calls in flight, while what is held in memory follows the units under way, not the
+        size of the estate. A unit's tables finish together (progress counts whole units).
         """
         run = _Run(self)
         by_service: dict[str, list[_Scan]] = {}
-        for table in tables:
+        for table in sorted(tables, key=lambda t: bool(t.context_of)):  # stable: else in the given order
             by_service.setdefault(table.service, []).append(_Scan(run, table))
-        slots = max(2 * self.max_workers, sum(len(scans) for scans in by_service.values()))
+        slots = 2 * self.max_workers * max((len(scans) for scans in by_service.values()), default=1)
         listings = (
-            (len(scans), _list_in_turn, scans, unit)
+            (len(scans), _list_in_turn, scans, unit, context_by_need)
             for unit in (self.scope.units if units is None else units)
             for service, scans in by_service.items()
             if offered(service, unit.region)
@@ -210,6 +218,10 @@ class Engine:
             yield from run.results()
         finally:
             run.close()
+
+    def note_context_skipped(self, table: Table) -> None:
+        with self._tally_lock:
+            self.context_skipped[table.name] += 1
 
     def note_vanished(self, table: Table, resource: str) -> None:
         """``resource`` was listed, then not found when its details were read."""
@@ -382,11 +394,15 @@ class _Scan:
             self.run._put(("row", (self.table, cached)))
         self._unit_done(unit)
 
-    def list(self, unit: Unit, params: dict) -> None:
+    def list(self, unit: Unit, params: dict) -> bool:
+        """List ``unit``; True when it holds a resource of the table, or the listing failed
+        (then it may hold one)."""
         api = self.api(unit)
         hydrator = _UnitHydrator(self, api) if self.table.hydrate_item else None
+        found = False
         try:
             for summary in self.table.list_items(api, params):
+                found = True
                 if self.cancelled.is_set():
                     raise Cancelled()
                 if hydrator:
@@ -395,22 +411,39 @@ class _Scan:
                     self.emit(api, summary)
         except ApiError as exc:
             api.record(exc)
+            found = True
         finally:
             if hydrator:
                 hydrator.listing_done()
             else:
                 self._unit_done(unit)
+        return found
+
+    def skip(self, unit: Unit) -> None:
+        """Not listed in ``unit``, by need: nothing there for this table to describe."""
+        self.engine.note_context_skipped(self.table)
+        self._unit_done(unit)
 
     def _unit_done(self, unit: Unit) -> None:
         self.run.unit_done(self.table, unit)
 
 
-def _list_in_turn(scans: list[_Scan], unit: Unit) -> None:
-    """List ``unit`` for each of ``scans`` (tables of one service), one after the other."""
+def _list_in_turn(scans: list[_Scan], unit: Unit, context_by_need: bool = False) -> None:
+    """List ``unit`` for each of ``scans`` (tables of one service), one after the other; by
+    need, a table describing others' resources (``context_of``) only when one of them found a
+    resource in the unit or failed to list it. When a table it depends on is not scanned
+    here, nothing says the unit holds none: then it is listed."""
+    scanned = {scan.table.name for scan in scans}
+    seen: set[str] = set()  # tables that listed a resource in the unit, or failed to
     for scan in scans:
         if scan.cancelled.is_set():
             return
-        scan.list(unit, {})
+        needs = scan.table.context_of
+        if context_by_need and needs and scanned.issuperset(needs) and seen.isdisjoint(needs):
+            scan.skip(unit)
+            continue
+        if scan.list(unit, {}):
+            seen.add(scan.table.name)
 
 
 class _UnitHydrator:

@@ -143,11 +143,12 @@ def listed_tables(tables: dict[str, Table], mode: str) -> dict[str, Table]:
 
 
 def collect_by_need(connection: apsw.Connection, engine: Engine, tables: dict[str, Table], store: Store,
-                    schema: str = "snapshot") -> list[str]:
+                    schema: str = "snapshot", *, context_by_need: bool = False) -> list[str]:
     """Fill database ``schema`` (its tables created) in three steps (see the module's doc),
     handing each step's ``(table, row)`` to ``store``, which must have written them when it
-    returns (the next step reads them). Returns the run's notes."""
-    store(engine.scan_all(listed_tables(tables, "needed").values()))
+    returns (the next step reads them). Returns the run's notes. ``context_by_need``: see
+    :meth:`Engine.scan_all`."""
+    store(engine.scan_all(listed_tables(tables, "needed").values(), context_by_need=context_by_need))
     if not any(name in tables for name in KMS_TABLES):
         return []
 

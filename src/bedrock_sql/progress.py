@@ -18,11 +18,13 @@ from tqdm import tqdm
 from .aws import offered
 from .engine import ErrorLog, ErrorRecord
 from .kms_need import DEFAULT_KMS_KEY_MODE, listed_tables
+from .model_context import DEFAULT_MODEL_CONTEXT
 from .snapshot import CollectResult, collect
 
 
 def collect_with_progress(scope, db: Path, max_workers: int, quiet: bool, destination: str | None = None,
-                          force: bool = False, kms_keys: str = DEFAULT_KMS_KEY_MODE) -> CollectResult:
+                          force: bool = False, kms_keys: str = DEFAULT_KMS_KEY_MODE,
+                          model_context: str = DEFAULT_MODEL_CONTEXT) -> CollectResult:
     """Collect into ``db``, with a progress bar on a terminal and the summary after (unless quiet)."""
     from .providers import TABLES
 
@@ -33,7 +35,7 @@ def collect_with_progress(scope, db: Path, max_workers: int, quiet: bool, destin
     counted = listed_tables(TABLES, kms_keys)
     with CollectProgress(scope, counted, errors, not quiet and sys.stderr.isatty()) as advance:
         result = collect(scope, db, max_workers=max_workers, on_unit_done=advance, force=force, errors=errors,
-                         kms_keys=kms_keys)
+                         kms_keys=kms_keys, model_context=model_context)
     if not quiet:
         print_collect_summary(result, time.monotonic() - started, destination or str(result.path))
     return result

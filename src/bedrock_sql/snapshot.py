@@ -28,6 +28,7 @@ from .aws import DEFAULT_MAX_WORKERS, Unit
 from .engine import ERROR_COLUMNS, Engine, ErrorLog, ErrorRecord
 from .errors import UserError
 from .kms_need import DEFAULT_KMS_KEY_MODE, KMS_KEY_MODES, NOTE_ALL, collect_by_need
+from .model_context import DEFAULT_MODEL_CONTEXT, context_by_need, context_notes
 from .providers import TABLES
 from .providers.base import TEXT, Column, Table, iso_utc
 from .snapshot_file import check_replaceable, mark_as_snapshot
@@ -130,17 +131,21 @@ def collect(
     force: bool = False,
     errors: ErrorLog | None = None,
     kms_keys: str = DEFAULT_KMS_KEY_MODE,
+    model_context: str = DEFAULT_MODEL_CONTEXT,
 ) -> CollectResult:
     """Collect every table from ``scope`` into a new snapshot at ``db_path``.
 
     ``kms_keys``: "needed" (only the keys and aliases Bedrock resources name, see
     :mod:`bedrock_sql.kms_need`) or "all" (every key and alias of every unit).
+    ``model_context``: "needed" (import and copy jobs, provisioned throughputs and custom
+    model deployments listed where models are, see :mod:`bedrock_sql.model_context`) or "all".
 
     The new snapshot is written to a partial file beside the target (created 0600: it maps
     an estate's keys and models) and renamed over it only once complete, so an interrupted
     or killed collect leaves the previous snapshot whole. An existing ``db_path`` that is
     not a bedrock-sql snapshot is refused (:class:`UserError`) unless ``force``.
     """
+    by_need = context_by_need(model_context)  # a bad mode fails before anything is written
     target = Path(db_path).absolute()
     replaceable = functools.partial(check_replaceable, db_path, force=force)
     partial = open_partial(target, replaceable)
@@ -160,8 +165,8 @@ def collect(
         connection.execute("PRAGMA snapshot.journal_mode=OFF").fetchall()
         connection.execute("PRAGMA snapshot.synchronous=OFF").fetchall()
         with connection:
-            counts, kms_notes = _write_tables(connection, engine, tables, kms_keys)
-            notes = [*scope.notes, *kms_notes, *_run_notes(engine, tables, counts)]
+            counts, kms_notes = _write_tables(connection, engine, tables, kms_keys, by_need)
+            notes = [*scope.notes, *kms_notes, *context_notes(engine, tables), *_run_notes(engine, tables, counts)]
             create_meta_tables(connection, "snapshot")
             records = errors.records()
             connection.executemany(
@@ -251,13 +256,15 @@ def finish_snapshot(connection: apsw.Connection, schema: str, tables: dict[str, 
 
 
 def _write_tables(
-    connection: apsw.Connection, engine: Engine, tables: dict[str, Table], kms_keys: str = DEFAULT_KMS_KEY_MODE
+    connection: apsw.Connection, engine: Engine, tables: dict[str, Table], kms_keys: str = DEFAULT_KMS_KEY_MODE,
+    context_by_need: bool = True,
 ) -> tuple[dict[str, int], list[str]]:
     """Create every table in the snapshot, one row per key, and fill them.
 
     With ``kms_keys="all"`` every table of a unit is collected at the same time
     (:meth:`Engine.scan_all`); by need, the Bedrock tables first, then the KMS aliases and
-    keys they name (:func:`kms_need.collect_by_need`). Rows are written as they come, in batches. The UNIQUE index exists before the first row, so a
+    keys they name (:func:`kms_need.collect_by_need`); ``context_by_need``: the tables
+    describing models listed where models are (:mod:`model_context`). Rows are written as they come, in batches. The UNIQUE index exists before the first row, so a
     resource AWS answers twice (listed on two pages while the listing moved) is stored once:
     the first row is kept, and the count of dropped duplicates goes to the run's notes
     (:func:`_run_notes`). Returns the rows stored per table, and the notes saying which
@@ -287,11 +294,11 @@ def _write_tables(
             write(name)
 
     if kms_keys == "all":
-        store(engine.scan_all(tables.values()))
+        store(engine.scan_all(tables.values(), context_by_need=context_by_need))
         return counts, [NOTE_ALL]
     if kms_keys != "needed":
         raise ValueError(f"kms_keys must be one of {KMS_KEY_MODES}, not {kms_keys!r}")
-    return counts, collect_by_need(connection, engine, tables, store)
+    return counts, collect_by_need(connection, engine, tables, store, context_by_need=context_by_need)
 
 
 _WRITE_BATCH = 500  # rows per INSERT batch: few statements, little held

@@ -92,6 +92,10 @@ class Table:
       is routed to the unit of that ARN's account and region.
     - ``key``: the columns that identify a row; the snapshot keeps one row per key (a
       duplicate is dropped and counted in the run's notes, never stored twice).
+    - ``context_of``: tables (of the same service) whose resources this one only describes
+      -- where a model came from, what serves it. By default the collector lists this table
+      in a unit (account x region) only when one of them listed a resource there, or failed
+      to list (``collect --model-context all``: everywhere; a live query: everywhere).
     """
 
     name: str
@@ -108,6 +112,7 @@ class Table:
     title: Callable[[Item], Any] | str | None = None
     arn: str | None = None  # column holding the resource ARN (feeds akas)
     key: tuple[str, ...] = ()  # one snapshot row per key (a UNIQUE index); default: (arn,)
+    context_of: tuple[str, ...] = ()  # listed by default only where these tables have resources
 
     def __post_init__(self) -> None:
         if not self.key and self.arn:

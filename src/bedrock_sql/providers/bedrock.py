@@ -14,6 +14,11 @@ from .base import tags_to_dict
 # against the resource (a malformed key in a live query is reported, not hidden).
 NOT_FOUND = {"ResourceNotFoundException"}
 
+# The tables of models. Where a model came from (its import or copy job) and what serves it
+# (provisioned throughput, deployments) live in the model's own account and region: those
+# tables are listed, by default, only where a model is (Table.context_of).
+MODEL_TABLES = ("aws_bedrock_custom_model", "aws_bedrock_imported_model")
+
 
 def get_detail(api: UnitApi, operation: str, arn_key: str, **params) -> dict | None:
     """Call a Bedrock get ``operation``; None only when Bedrock says the resource does not exist.

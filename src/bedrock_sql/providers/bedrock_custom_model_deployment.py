@@ -10,7 +10,7 @@ from __future__ import annotations
 
 from ..aws import UnitApi
 from .base import TEXT, Column, ListFilter, Table
-from .bedrock import get_with_tags, one_of
+from .bedrock import MODEL_TABLES, get_with_tags, one_of
 
 
 def list_deployments(api: UnitApi, params: dict):
@@ -58,6 +58,7 @@ TABLE = Table(
         ListFilter("model_deployment_name", "=", "nameContains"),
     ),
     indexes=("arn", "model_arn"),
+    context_of=MODEL_TABLES,
     title="model_deployment_name",
     arn="arn",
 )

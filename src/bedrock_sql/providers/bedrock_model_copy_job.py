@@ -11,7 +11,7 @@ from __future__ import annotations
 
 from ..aws import UnitApi
 from .base import TEXT, Column, ListFilter, Table, tags_to_dict
-from .bedrock import get_detail, one_of
+from .bedrock import MODEL_TABLES, get_detail, one_of
 
 
 def list_copy_jobs(api: UnitApi, params: dict):
@@ -58,6 +58,7 @@ TABLE = Table(
         ListFilter("target_model_name", "=", "targetModelNameContains"),
     ),
     indexes=("arn", "target_model_arn", "source_model_arn", "target_model_kms_key_arn"),
+    context_of=MODEL_TABLES,
     title=lambda item: item.get("targetModelName") or item.get("jobArn", "").rsplit("/", 1)[-1],
     arn="arn",
 )

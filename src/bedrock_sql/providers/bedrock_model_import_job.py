@@ -9,7 +9,7 @@ from __future__ import annotations
 
 from ..aws import UnitApi
 from .base import TEXT, Column, ListFilter, Table
-from .bedrock import get_with_tags, one_of
+from .bedrock import MODEL_TABLES, get_with_tags, one_of
 
 
 def list_import_jobs(api: UnitApi, params: dict):
@@ -58,6 +58,7 @@ TABLE = Table(
         ListFilter("job_name", "=", "nameContains"),
     ),
     indexes=("arn", "imported_model_arn", "imported_model_kms_key_arn"),
+    context_of=MODEL_TABLES,
     title="job_name",
     arn="arn",
 )

@@ -11,7 +11,7 @@ from __future__ import annotations
 
 from ..aws import UnitApi
 from .base import INTEGER, TEXT, Column, ListFilter, Table
-from .bedrock import get_with_tags, one_of
+from .bedrock import MODEL_TABLES, get_with_tags, one_of
 
 
 def list_throughputs(api: UnitApi, params: dict):
@@ -56,6 +56,7 @@ TABLE = Table(
         ListFilter("provisioned_model_name", "=", "nameContains"),
     ),
     indexes=("arn", "model_arn", "desired_model_arn"),
+    context_of=MODEL_TABLES,
     title="provisioned_model_name",
     arn="arn",
 )

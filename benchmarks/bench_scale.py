@@ -16,7 +16,9 @@ Four processes share the machine (this one only waits):
 
 - a moto server in its own process; the estate is written straight into moto's backends
   (1,000 accounts through the API would take longer than the collect), and the other
-  regions are simply empty -- their listings are still called, which is the real load;
+  regions are simply empty -- their listings are still called, which is the real load.
+  moto's lookup of a request's account scans every account (its CPU per call grows with the
+  accounts); the benchmark remembers each access key's account (``--moto-as-is`` does not);
 - a proxy (the end-to-end tests' ``AwsProxy``) in its own process, adding ``--latency`` to
   every call (slept in the request's thread, Nagle off, keep-alive), counting calls by
   operation;
@@ -76,6 +78,8 @@ def serve_moto(args) -> None:
     from bedrock_sql import simulated_bedrock
 
     simulated_bedrock.install()  # what moto lacks: imported models, copies, throughputs, deployments
+    if not args.moto_as_is:
+        remember_access_key_accounts()
     logging.getLogger("werkzeug").setLevel(logging.ERROR)  # a log line per call costs CPU
     server = ThreadedMotoServer(ip_address="127.0.0.1", port=0, verbose=False)
     server.start()
@@ -85,6 +89,33 @@ def serve_moto(args) -> None:
     print(json.dumps({"url": f"http://{host}:{port}", "seeded_s": time.perf_counter() - started}), flush=True)
     sys.stdin.read()  # the benchmark closes our stdin when it is done
     server.stop()
+
+
+def remember_access_key_accounts() -> None:
+    """Make moto find a request's account in constant time, as AWS does.
+
+    moto looks up the account of every request's access key by scanning every account's IAM
+    backend (``moto.iam.models.get_account_id_from``, imported afresh on each request): its
+    cost grows with the number of accounts, to about two thirds of moto's CPU at 1,000
+    accounts (measured with py-spy), a cost of the simulator that real AWS does not have and
+    that would make the benchmark measure moto. Each key's account, once found, is
+    remembered (an assumed role's key belongs to one account for good); a key found in no
+    account is not remembered. ``--moto-as-is`` turns this off.
+    """
+    import moto.iam.models as iam
+
+    scan = iam.get_account_id_from
+    found: dict[str, str] = {}
+
+    def account_of(access_key: str) -> str:
+        account = found.get(access_key)
+        if account is None:
+            account = scan(access_key)
+            if account != iam.DEFAULT_ACCOUNT_ID:
+                found[access_key] = account
+        return account
+
+    iam.get_account_id_from = account_of
 
 
 def seed(args) -> None:
@@ -154,6 +185,7 @@ def start_moto(args) -> tuple[subprocess.Popen, str, float]:
         sys.executable, __file__, "serve-moto",
         "--accounts", str(args.accounts), "--keys", str(args.keys),
         "--models", str(args.models), "--model-regions", str(args.model_regions),
+        *(["--moto-as-is"] if args.moto_as_is else []),
     ]
     process = subprocess.Popen(command, stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True, env=bench_env())
     line = process.stdout.readline()
@@ -329,7 +361,8 @@ def bench(args) -> None:
     print(
         f"{args.accounts} accounts x --all-regions, +{args.latency * 1000:.0f} ms per call, {args.keys} unrelated "
         f"keys per account, {args.models} models in each of {args.model_regions} regions; "
-        f"collect args: {args.collect_args or '(defaults)'}",
+        f"collect args: {args.collect_args or '(defaults)'}; moto's access-key lookup: "
+        f"{'as is (scans every account)' if args.moto_as_is else 'remembered'}",
         flush=True,
     )
     moto, url, seeded_s = start_moto(args)
@@ -397,6 +430,9 @@ def main() -> None:
     parser.add_argument("--src", default=str(REPO / "src"),
                         help="the bedrock_sql sources to run (another checkout's src/, to compare before and after)")
     parser.add_argument("--collect-args", default="", help="more collect options, e.g. '--max-workers 64'")
+    parser.add_argument("--moto-as-is", action="store_true",
+                        help="keep moto's account lookup that scans every account on each request (see "
+                             "remember_access_key_accounts)")
     args = parser.parse_args()
     if not 1 <= args.model_regions <= len(MODEL_REGIONS):
         parser.error(f"--model-regions must be between 1 and {len(MODEL_REGIONS)}")

@@ -168,6 +168,19 @@ def test_calls_in_flight_never_exceed_max_workers(server_session: boto3.Session,
     assert 1 < rule.peak[("all",)] <= 3, rule.peak
 
 
+def test_many_units_keep_max_workers_calls_in_flight(moto_url: str, tmp_path: Path) -> None:
+    """A unit lists its Bedrock tables one after the other (one call in flight each): enough
+    units must be under way at once to fill --max-workers. Counting (unit, table) pairs
+    against 2 x max_workers had kept 8 pairs, about one unit, under way: 1-2 calls in flight."""
+    regions = ("us-east-1", "us-west-2", "eu-west-1", "eu-central-1", "ap-northeast-1", "ap-south-1")
+    rule = InFlight(hold=0.1)
+    with AwsProxy(moto_url, rule) as proxy:
+        result = run_cli(["collect", *[a for r in regions for a in ("--region", r)], "--max-workers", "4", "-q"],
+                         cwd=tmp_path, env=cli_env(proxy.url), timeout=120)
+    assert result.returncode == 0, describe(result)
+    assert rule.peak[("all",)] == 4, rule.peak
+
+
 def test_calls_per_account_region_and_service_are_capped(server_session: boto3.Session, moto_url: str,
                                                          tmp_path: Path) -> None:
     seed_models(server_session, "us-east-1", 30, prefix="cap", endpoint_url=moto_url)

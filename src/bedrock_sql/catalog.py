@@ -11,10 +11,18 @@ from .views import view_catalog
 def table_catalog() -> dict[str, tuple[str, list]]:
     """Every table (providers first, then bookkeeping, then the shared views):
     name -> (description, columns)."""
-    catalog = {name: (table.description, table.all_columns) for name, table in TABLES.items()}
+    catalog = {name: (_described(table), table.all_columns) for name, table in TABLES.items()}
     catalog.update(META_TABLES)
     catalog.update(view_catalog())
     return catalog
+
+
+def _described(table) -> str:
+    if not table.context_of:
+        return table.description
+    return (f"{table.description} `collect` lists it by default only in the accounts/regions where "
+            f"{' or '.join(f'`{name}`' for name in table.context_of)} listed a resource (or failed to): "
+            f"`collect --model-context all` lists it everywhere.")
 
 
 def schema_rows(table: str | None = None) -> list[tuple[str, str, str, str]]:

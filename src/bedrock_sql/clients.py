@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import contextlib
 import os
+import queue
 import re
 import threading
 from collections import Counter
@@ -128,7 +129,7 @@ class ClientFactory:
             connect_timeout=10,
             read_timeout=read_timeout(),
         )
-        self.in_flight = threading.BoundedSemaphore(max_workers)
+        self.in_flight = Places(max_workers)
         self.unit_limits = _KeyedLimits()
         self._clients: dict[tuple[boto3.Session, str, str], Any] = {}
         self._lock = threading.Lock()
@@ -248,6 +249,28 @@ class _AccountClient:
         return call
 
 
+class Places:
+    """At most ``count`` holders at once (``with places:``), as a semaphore, in C.
+
+    A queue of tokens (``queue.SimpleQueue``, implemented in C): taking a place takes a
+    token, leaving puts it back. ``threading.Semaphore`` is written in Python on a Condition;
+    with more threads ready to call than places (three pools of --max-workers threads share
+    them), its waits and wake-ups cost about 6% of the collect's CPU (bench_scale, 100
+    accounts: 1.55 -> 1.46 ms per call without it).
+    """
+
+    def __init__(self, count: int) -> None:
+        self._tokens: queue.SimpleQueue = queue.SimpleQueue()
+        for _ in range(count):
+            self._tokens.put(None)
+
+    def __enter__(self) -> None:
+        self._tokens.get()
+
+    def __exit__(self, *exc) -> None:
+        self._tokens.put(None)
+
+
 class _KeyedLimits:
     """A semaphore per key (account, region, service), existing only while it is in use."""
 
@@ -260,7 +283,7 @@ class _KeyedLimits:
         with self._lock:
             entry = self._held.get(key)
             if entry is None:
-                entry = self._held[key] = [threading.Semaphore(limit), 0]
+                entry = self._held[key] = [Places(limit), 0]
             entry[1] += 1
         try:
             with entry[0]:

@@ -197,24 +197,23 @@ class Engine:
         on that service's per-account quotas, and a listing one table hands to the next (KMS
         ListAliases, for keys and aliases) is asked once; a table listed by need comes after
         the tables it depends on. So a unit has one listing call in flight per service, and up
-        to twice ``max_workers`` units are started at once (counted in (unit, table) pairs, a
-        slot freed as each table of a unit finishes): enough listings to keep ``max_workers``
-        calls in flight, while what is held in memory follows the units under way, not the
-        size of the estate. A unit's tables finish together (progress counts whole units).
+        to twice ``max_workers`` (unit, service) listings are under way at once, the next one
+        started as one finishes every table: enough to keep ``max_workers`` calls in flight,
+        while what is held in memory follows the units under way, not the size of the estate.
+        A unit's tables finish together (progress counts whole units).
         """
         run = _Run(self)
         by_service: dict[str, list[_Scan]] = {}
         for table in sorted(tables, key=lambda t: bool(t.context_of)):  # stable: else in the given order
             by_service.setdefault(table.service, []).append(_Scan(run, table))
-        slots = 2 * self.max_workers * max((len(scans) for scans in by_service.values()), default=1)
         listings = (
-            (len(scans), _list_in_turn, scans, unit, context_by_need)
+            ((unit.account_id, unit.region, service), len(scans), _list_in_turn, scans, unit, context_by_need)
             for unit in (self.scope.units if units is None else units)
             for service, scans in by_service.items()
             if offered(service, unit.region)
-        )  # (slots taken, task, its arguments)
+        )  # (its key, the tables it finishes, task, its arguments)
         try:
-            run.feed(listings, slots=slots)
+            run.feed(listings, under_way=2 * self.max_workers)
             yield from run.results()
         finally:
             run.close()
@@ -248,7 +247,10 @@ class _Run:
         self.rows: queue.Queue = queue.Queue(maxsize=4096)
         self.cancelled = threading.Event()
         self.streamed: Counter[str] = Counter()
-        self._slots: threading.Semaphore | None = None
+        # Fed listings (scan_all): those not started yet, and the tables left to finish of
+        # each one under way, by (account, region, service).
+        self._listings: Iterator[tuple] | None = None
+        self._chains: dict[tuple[str, str, str], int] = {}
         self._lock = threading.Lock()
         self._pending = 1  # held by the consumer until it starts reading results
 
@@ -261,38 +263,59 @@ class _Run:
             self._task_done()
             raise Cancelled() from None
 
-    def feed(self, listings: Iterator[tuple], slots: int) -> None:
-        """Submit ``listings`` ((tables, fn, *args)...) from a thread of their own, each once
-        ``tables`` of ``slots`` are free; a slot is freed when one (unit, table) is done."""
-        self._slots = threading.Semaphore(slots)
+    def feed(self, listings: Iterator[tuple], under_way: int) -> None:
+        """Run ``listings`` ((key, tables, fn, *args)...: a unit's listings of one service, which
+        finish ``tables`` (unit, table) pairs), at most ``under_way`` at a time: the first ones
+        now, each following one by the thread that finishes the last table of one before it
+        (no thread waits to start them)."""
+        self._listings = listings
+        self._feed_lock = threading.Lock()
         with self._lock:
-            self._pending += 1
+            self._pending += 1  # held until every listing has been started
+        for _ in range(under_way):
+            if not self._start_next():
+                break
 
-        def feeder() -> None:
+    def _start_next(self) -> bool:
+        """Start the next listing; False when there is none left (or the run is over)."""
+        with self._feed_lock:
+            if self._listings is None:
+                return False
             try:
-                for weight, fn, *args in listings:
-                    for _ in range(weight):
-                        while not self._slots.acquire(timeout=0.2):
-                            if self.cancelled.is_set():
-                                return
-                    if self.cancelled.is_set():
-                        return
-                    self.submit(fn, *args, pool=self.engine.list_executor)
-            except Cancelled:
-                pass
-            except BaseException as exc:  # a bug: surface it to the consumer
-                self._put(("fail", exc))
+                following = None if self.cancelled.is_set() else next(self._listings, None)
+            except BaseException:  # a bug: raised to the consumer (from a task, by _run)
+                following = None
+                raise
             finally:
-                self._task_done()
-
-        threading.Thread(target=feeder, name="bedrock-sql-feed", daemon=True).start()
+                if following is None:
+                    self._listings = None
+                    self._task_done()  # the feed's hold
+            if following is None:
+                return False
+            key, tables, fn, *args = following
+            with self._lock:
+                self._chains[key] = tables
+        try:
+            self.submit(fn, *args, pool=self.engine.list_executor)
+        except Cancelled:
+            return False
+        return True
 
     def unit_done(self, table: Table, unit: Unit) -> None:
         """Every row and error of ``table`` in ``unit`` is in."""
         if self.engine.on_unit_done and not self.cancelled.is_set():
             self.engine.on_unit_done(table.name, unit)
-        if self._slots is not None:
-            self._slots.release()
+        if self._listings is None and not self._chains:
+            return  # not fed (a single table's scan), or every listing finished
+        key = (unit.account_id, unit.region, table.service)
+        with self._lock:
+            left = self._chains.get(key, 1) - 1
+            if left > 0:
+                self._chains[key] = left
+            else:
+                self._chains.pop(key, None)
+        if left <= 0:
+            self._start_next()
 
     def _run(self, fn: Callable, *args) -> None:
         try:

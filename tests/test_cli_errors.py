@@ -302,16 +302,16 @@ def test_collect_writes_a_private_snapshot(capsys, workdir: Path, world: World) 
 
 
 def test_collect_with_a_failed_unit_exits_2_and_still_lands(capsys, workdir: Path, world: World, monkeypatch) -> None:
-    import bedrock_sql.cli
+    import bedrock_sql.cli.collect
 
-    real = bedrock_sql.cli.resolve_scope
+    real = bedrock_sql.cli.collect.resolve_scope
 
     def denied_scope(options, shard=None):
         scope = real(options, shard)
         deny(scope, "bedrock", "ListCustomModels", when=lambda p, ctx: region_of(ctx) == "us-east-1")
         return scope
 
-    monkeypatch.setattr(bedrock_sql.cli, "resolve_scope", denied_scope)
+    monkeypatch.setattr(bedrock_sql.cli.collect, "resolve_scope", denied_scope)
     db = workdir / "partial.db"
     code, out, err = run(capsys, "--db", str(db), "collect", "--region", "us-east-1", "--region", "eu-west-1")
     assert code == 2

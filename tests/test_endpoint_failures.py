@@ -168,10 +168,10 @@ EXPECTED_REASONS = {
 def test_raw_botocore_failures_in_an_aws_command_are_one_line(
     not_aws: str, request: pytest.FixtureRequest, capsys, monkeypatch: pytest.MonkeyPatch, tmp_path: Path
 ) -> None:
-    import bedrock_sql.cli
+    import bedrock_sql.cli.collect
     from helpers import run_main
 
-    monkeypatch.setattr(bedrock_sql.cli, "resolve_scope", lambda options, shard=None: raw_sts_call(options.endpoint_url))
+    monkeypatch.setattr(bedrock_sql.cli.collect, "resolve_scope", lambda options, shard=None: raw_sts_call(options.endpoint_url))
     code, out, err = run_main(capsys, "--db", tmp_path / "x.db", "collect", "--endpoint-url", not_aws)
     assert code == 2, err
     expected = EXPECTED_REASONS[request.node.callspec.params["not_aws"]]

@@ -1,0 +1,157 @@
+"""Judging: `controls`, `check` (and its exports, exceptions, Security Hub), `diff`."""
+
+from __future__ import annotations
+
+import sys
+import tempfile
+from pathlib import Path
+
+import click
+
+from ..accounts import resolve_scope
+from ..aws import AwsOptions
+from ..errors import UserError
+from ..render import FORMATS, render
+from ..report import CHECK_FORMATS
+from ..diff import DIFF_FORMATS, FAIL_ON
+from ..progress import collect_with_progress
+from ..sql import snapshot_connection
+from .app import EXIT_PARTIAL, aws_options, cli, queries_option, timeout_option
+
+
+@cli.command("controls")
+@queries_option
+@click.option("--output", "-o", "fmt", type=click.Choice(FORMATS), default="table", show_default=True)
+def controls_command(query_dirs, fmt):
+    """The controls `check` runs: id, title, severity, the framework requirements each
+    serves, description."""
+    from ..controls import load_controls
+    from ..frameworks import summary_text
+
+    controls = load_controls(query_dirs)
+    render(["id", "title", "severity", "frameworks", "description"],
+           [(c.id, c.title, c.severity, summary_text(c.frameworks), c.description) for c in controls], fmt, sys.stdout)
+
+
+@cli.command("check")
+@click.argument("control_ids", nargs=-1, metavar="[CONTROL_ID]...")
+@click.option("--severity", type=click.Choice(["critical", "high", "medium", "low", "info"], case_sensitive=False),
+              help="Only controls of this severity or higher.")
+@click.option("--output", "-o", "fmt", type=click.Choice(CHECK_FORMATS), default="table", show_default=True)
+@click.option("--export", "exports", multiple=True, metavar="FILE",
+              help="Also write the results to FILE; the format follows the name: "
+                   ".csv .json .jsonl .md .asff.json .ocsf.json .html (repeatable).")
+@click.option("--live", is_flag=True, help="Collect from AWS now (into a throw-away snapshot) instead of reading --db.")
+@click.option("--exceptions", "exceptions_file", envvar="BEDROCK_SQL_EXCEPTIONS", type=click.Path(dir_okay=False),
+              metavar="FILE", help="Accepted risks (YAML or JSON): the findings they cover are shown muted and do not "
+                                   "fail the check until the entry expires (env BEDROCK_SQL_EXCEPTIONS).")
+@click.option("--framework", metavar="NAME",
+              help="Only the controls mapped to this framework (e.g. nist-800-53-rev5; `bedrock-sql controls` lists them).")
+@click.option("--to-security-hub", is_flag=True,
+              help="Also import the findings into AWS Security Hub (BatchImportFindings), each into its own account "
+                   "and region, reached with the AWS options (as for collect).")
+@click.option("--dry-run", is_flag=True,
+              help="With --to-security-hub: send nothing; print the calls that would be made on stdout "
+                   "(a JSON line each: account_id, region, findings).")
+@queries_option
+@timeout_option
+@aws_options
+@click.pass_context
+def check_command(ctx, control_ids, severity, fmt, exports, live, exceptions_file, framework, to_security_hub, dry_run,
+                  query_dirs, timeout, aws: AwsOptions):
+    """Run controls (all, or those named) and report ok/alarm/info/skip/error.
+
+    Exit code: 0 when all pass, 1 when any row is alarm, 2 when any is error (rows an
+    accepted exception of --exceptions mutes do not count).
+    """
+    from ..controls import exit_code, load_controls, select_controls
+    from ..report import MACHINE_FORMATS, Output, export_files, export_format, run_check, status_summary
+
+    every_control = load_controls(query_dirs)
+    controls = select_controls(every_control, control_ids, severity)
+    if framework:
+        from ..frameworks import select_framework
+
+        controls = select_framework(controls, framework, every_control)
+    exceptions = None
+    if exceptions_file:  # read and checked before any finding is written
+        from ..exceptions import load_exceptions
+
+        exceptions = load_exceptions(exceptions_file, [c.id for c in every_control])
+        for warning in exceptions.warnings():
+            click.echo(f"bedrock-sql: warning: {warning}", err=True)
+    export_formats = [(path, export_format(path)) for path in exports]
+    for path, _ in export_formats:  # say so now, not after every control has run
+        if not Path(path).absolute().parent.is_dir():
+            raise UserError(f"--export {path}: no directory {Path(path).absolute().parent}")
+    if dry_run and not to_security_hub:
+        raise UserError("--dry-run goes with --to-security-hub (it shows what would be sent)")
+    if dry_run and ctx.get_parameter_source("fmt") != click.core.ParameterSource.DEFAULT:
+        raise UserError("--dry-run writes the findings it would send on stdout: leave out --output "
+                        "(--export FILE still writes a report)")
+    if not controls:
+        chosen = " and ".join(filter(None, [f"severity {severity} or higher" if severity else "",
+                                            f"framework {framework}" if framework else ""]))
+        click.echo(f"bedrock-sql: note: no control has {chosen}", err=True)
+    machine = fmt in MACHINE_FORMATS or dry_run  # stdout carries data only: summaries go to stderr
+    stdout = [] if dry_run else [Output(fmt, sys.stdout, colour=sys.stdout.isatty())]
+    # Reached before any finding is written: a credentials problem is said at once.
+    scope = resolve_scope(aws) if live or (to_security_hub and not dry_run) else None
+    hub = None
+
+    def check_and_send(connection):
+        nonlocal hub
+        checked = run_check(connection, controls, [*stdout, *export_outputs], exceptions)
+        if to_security_hub:
+            from ..securityhub import to_security_hub as send
+
+            hub = send(connection, controls, scope, max_workers=aws.max_workers, exceptions=exceptions,
+                       preview=sys.stdout if dry_run else None)
+        return checked
+
+    # Findings stream to stdout and every export as the controls run (nothing is held).
+    with export_files(export_formats) as export_outputs:
+        if live:
+            with tempfile.TemporaryDirectory(prefix="bedrock-sql-live-") as folder:
+                db = Path(folder) / "live.db"
+                collect_with_progress(scope, db, aws.max_workers, quiet=machine,
+                                       destination="a throw-away snapshot for --live")
+                with snapshot_connection(db, timeout=timeout) as connection:
+                    result = check_and_send(connection)
+        else:
+            with snapshot_connection(ctx.obj["db"], timeout=timeout) as connection:
+                result = check_and_send(connection)
+    click.echo(status_summary(result.counts, result.run, result.expired), err=machine)
+    if hub is not None:
+        for line in hub.lines():
+            click.echo(line, err=True)
+    # Findings that did not reach Security Hub: no verdict CI may read as delivered.
+    ctx.exit(EXIT_PARTIAL if hub is not None and hub.failed else exit_code(result.counts))
+
+
+
+
+@cli.command("diff")
+@click.argument("old", type=click.Path(path_type=Path))
+@click.argument("new", type=click.Path(path_type=Path))
+@click.option("--output", "-o", "fmt", type=click.Choice(DIFF_FORMATS), default="table", show_default=True)
+@click.option("--all", "include_all", is_flag=True, help="Also show unchanged and out-of-scope rows.")
+@click.option("--fail-on", "fail_on", multiple=True, type=click.Choice(list(FAIL_ON)),
+              help="Exit 1 when some row has this change (repeatable).")
+@queries_option
+@timeout_option
+@click.pass_context
+def diff_command(ctx, old, new, fmt, include_all, fail_on, query_dirs, timeout):
+    """What changed from snapshot OLD (the last audit) to NEW: every control's verdict on
+    every resource, before and after (new alarm, fixed, regressed, ...), and the keys and
+    models that changed. Worst first; unchanged rows only with --all."""
+    from ..controls import load_controls
+    from ..diff import MACHINE_FORMATS, compare_snapshots, summary_line, write_diff
+
+    controls = load_controls(query_dirs)
+    with compare_snapshots(old, new, controls, timeout=timeout) as comparison:
+        for note in comparison.notes:
+            click.echo(f"bedrock-sql: note: {note}", err=True)
+        write_diff(comparison, fmt, sys.stdout, include_all=include_all, colour=sys.stdout.isatty())
+    click.echo(summary_line(comparison, include_all=include_all), err=fmt in MACHINE_FORMATS)
+    ctx.exit(1 if comparison.failing(fail_on) else 0)

@@ -400,7 +400,8 @@ def bench(args) -> None:
         f"{run['cpu_s'] * 1000 / calls:11.2f} {run['peak_mb']:11.1f}"
     )
     print(
-        f"  collector CPU {run['cpu_s']:.1f}s (user {run['user_s']:.1f}, sys {run['sys_s']:.1f}); simulator CPU: moto {moto_cpu:.1f}s, proxy {proxy_cpu:.1f}s "
+        f"  collector CPU {run['cpu_s']:.1f}s (user {run['user_s']:.1f}, sys {run['sys_s']:.1f}); simulator CPU: "
+        f"moto {moto_cpu:.1f}s ({moto_cpu * 1000 / calls:.2f} ms/call), proxy {proxy_cpu:.1f}s ({proxy_cpu * 1000 / calls:.2f} ms/call) "
         f"(calls counted at the proxy: {calls}, of which {calls - scan_calls} to reach accounts; "
         f"the collect counted {run['said_calls']})"
     )
@@ -412,7 +413,8 @@ def bench(args) -> None:
     if args.accounts >= 1000:
         print(f"  target < 600 s: {'PASS' if run['seconds'] < 600 else 'FAIL'}")
     print(f"  target peak RSS < 300 MB: {'PASS' if run['peak_mb'] < 300 else 'FAIL'}")
-    print(f"  target <= 1.5 ms collector CPU per call: {'PASS' if run['cpu_s'] * 1000 / calls <= 1.5 else 'FAIL'}")
+    print(f"  target <= 1.5 ms collector CPU per call: {'PASS' if run['cpu_s'] * 1000 / calls <= 1.5 else 'FAIL'}"
+          " (CPU figures on a VM include time the host gives elsewhere: compare the proxy's ms/call between runs)")
     if counts["bedrock_sql_errors"]:
         raise SystemExit(f"the collect recorded {counts['bedrock_sql_errors']} error(s): see its summary above")
 

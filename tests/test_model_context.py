@@ -131,6 +131,19 @@ def test_a_failed_model_listing_lists_the_context_and_is_an_error(estate, tmp_pa
     assert "bedrock_custom_model_encrypted_with_cmk" in errors, errors  # never a silent pass
 
 
+def test_a_failed_imported_model_listing_in_an_empty_region_lists_the_context(estate, tmp_path) -> None:
+    def prepare(scope):
+        deny(scope, "bedrock", "ListImportedModels", when=lambda params, context: region_of(context) == EMPTY)
+
+    scope, result = collect(estate, tmp_path / "needed.db", "needed", prepare)
+    assert [(e.region, e.operation) for e in result.errors] == [(EMPTY, "ListImportedModels")]
+    for operation in CONTEXT_LISTINGS:
+        assert calls(scope, operation, EMPTY) == 1, operation  # no custom model, but imported ones unknown
+        assert calls(scope, operation, JOB_ONLY) == 0, operation
+    errors = {control for control, _, status, _ in verdicts(tmp_path / "needed.db") if status == "error"}
+    assert "bedrock_imported_model_encrypted_with_cmk" in errors, errors
+
+
 def test_a_live_query_lists_every_region(estate) -> None:
     live = make_live(REGIONS, endpoint_url=estate)
     try:

@@ -251,6 +251,7 @@ class _Run:
         # each one under way, by (account, region, service).
         self._listings: Iterator[tuple] | None = None
         self._chains: dict[tuple[str, str, str], int] = {}
+        self._feed_lock = threading.Lock()  # one thread at a time takes the next listing
         self._lock = threading.Lock()
         self._pending = 1  # held by the consumer until it starts reading results
 
@@ -269,7 +270,6 @@ class _Run:
         now, each following one by the thread that finishes the last table of one before it
         (no thread waits to start them)."""
         self._listings = listings
-        self._feed_lock = threading.Lock()
         with self._lock:
             self._pending += 1  # held until every listing has been started
         for _ in range(under_way):
@@ -281,13 +281,12 @@ class _Run:
         with self._feed_lock:
             if self._listings is None:
                 return False
-            try:
-                following = None if self.cancelled.is_set() else next(self._listings, None)
-            except BaseException:  # a bug: raised to the consumer (from a task, by _run)
-                following = None
-                raise
+            following = None
+            try:  # a bug in the listings is raised to the consumer (from a task, by _run)
+                if not self.cancelled.is_set():
+                    following = next(self._listings, None)
             finally:
-                if following is None:
+                if following is None:  # none left, the run is over, or the listings failed
                     self._listings = None
                     self._task_done()  # the feed's hold
             if following is None:

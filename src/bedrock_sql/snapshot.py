@@ -27,6 +27,7 @@ from .accounts import Scope, record_failed_accounts
 from .aws import DEFAULT_MAX_WORKERS, Unit
 from .engine import ERROR_COLUMNS, Engine, ErrorLog, ErrorRecord
 from .errors import UserError
+from .gc_tuning import fewer_gc_passes
 from .kms_need import DEFAULT_KMS_KEY_MODE, KMS_KEY_MODES, NOTE_ALL, collect_by_need
 from .model_context import DEFAULT_MODEL_CONTEXT, context_by_need, context_notes
 from .providers import TABLES
@@ -156,41 +157,9 @@ def collect(
     engine = Engine(scope, errors, max_workers=max_workers, on_unit_done=on_unit_done)
     started = _now()
     try:
-        connection = apsw.Connection(":memory:")
-        register(connection, engine, tables)
-        connection.execute("ATTACH ? AS snapshot", (str(partial),))
-        # The partial file is thrown away on failure, so no journal is needed while writing.
-        # One statement each, fetched: apsw runs a script's next statement only once the
-        # rows of the one before (journal_mode answers one) have been read.
-        connection.execute("PRAGMA snapshot.journal_mode=OFF").fetchall()
-        connection.execute("PRAGMA snapshot.synchronous=OFF").fetchall()
-        with connection:
-            counts, kms_notes = _write_tables(connection, engine, tables, kms_keys, by_need)
-            notes = [*scope.notes, *kms_notes, *context_notes(engine, tables), *_run_notes(engine, tables, counts)]
-            create_meta_tables(connection, "snapshot")
-            records = errors.records()
-            connection.executemany(
-                f"INSERT INTO snapshot.{ERRORS_TABLE} VALUES ({', '.join('?' * len(ERROR_COLUMNS))})",
-                [r.as_row() for r in records],
-            )
-            api_calls = scope.factory.total_calls()
-            connection.execute(
-                f"INSERT INTO snapshot.{RUNS_TABLE} VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)",
-                (
-                    str(uuid.uuid4()),
-                    started,
-                    _now(),
-                    "partial" if records else "complete",
-                    json.dumps(sorted(a.account_id for a in scope.accounts)),
-                    json.dumps(scope.regions),
-                    __version__,
-                    api_calls,
-                    json.dumps(notes, ensure_ascii=False),
-                ),
-            )
-            finish_snapshot(connection, "snapshot", tables)
-        connection.execute("DETACH snapshot")
-        connection.close()
+        with fewer_gc_passes():
+            counts, notes, records, api_calls = _collect_into(partial, scope, engine, errors, tables, kms_keys,
+                                                              by_need, started)
         publish(partial, target, replaceable)
     except BaseException:
         # Give up at once: do not wait for calls still in flight (Ctrl-C must be prompt).
@@ -200,6 +169,47 @@ def collect(
     engine.close()
     # The summary prints the scope's notes: the run's own (duplicates, vanished) join them.
     return CollectResult(target, counts, records, replace(scope, notes=notes), api_calls)
+
+
+def _collect_into(partial: Path, scope: Scope, engine: Engine, errors: ErrorLog, tables: dict[str, Table],
+                  kms_keys: str, by_need: bool, started: str):
+    """Fill the partial snapshot from the live tables; its counts, notes, errors and calls."""
+    connection = apsw.Connection(":memory:")
+    register(connection, engine, tables)
+    connection.execute("ATTACH ? AS snapshot", (str(partial),))
+    # The partial file is thrown away on failure, so no journal is needed while writing.
+    # One statement each, fetched: apsw runs a script's next statement only once the
+    # rows of the one before (journal_mode answers one) have been read.
+    connection.execute("PRAGMA snapshot.journal_mode=OFF").fetchall()
+    connection.execute("PRAGMA snapshot.synchronous=OFF").fetchall()
+    with connection:
+        counts, kms_notes = _write_tables(connection, engine, tables, kms_keys, by_need)
+        notes = [*scope.notes, *kms_notes, *context_notes(engine, tables), *_run_notes(engine, tables, counts)]
+        create_meta_tables(connection, "snapshot")
+        records = errors.records()
+        connection.executemany(
+            f"INSERT INTO snapshot.{ERRORS_TABLE} VALUES ({', '.join('?' * len(ERROR_COLUMNS))})",
+            [r.as_row() for r in records],
+        )
+        api_calls = scope.factory.total_calls()
+        connection.execute(
+            f"INSERT INTO snapshot.{RUNS_TABLE} VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)",
+            (
+                str(uuid.uuid4()),
+                started,
+                _now(),
+                "partial" if records else "complete",
+                json.dumps(sorted(a.account_id for a in scope.accounts)),
+                json.dumps(scope.regions),
+                __version__,
+                api_calls,
+                json.dumps(notes, ensure_ascii=False),
+            ),
+        )
+        finish_snapshot(connection, "snapshot", tables)
+    connection.execute("DETACH snapshot")
+    connection.close()
+    return counts, notes, records, api_calls
 
 
 def open_partial(target: Path, replaceable: Callable[[], None]) -> Path:

@@ -47,7 +47,6 @@ import sqlite3
 import subprocess
 import sys
 import tempfile
-import threading
 import time
 import urllib.request
 from collections import Counter
@@ -65,6 +64,7 @@ import botocore.exceptions  # noqa: E402
 from bedrock_sql.estate import DEFAULT_ACCOUNT_ID, create_key, key_policy, seed_models  # noqa: E402
 from bench_scale import ProxyProcess, moto_custom_model  # noqa: E402
 from e2e_helpers import cli_command, cli_env  # noqa: E402
+from measured_run import run_measured  # noqa: E402
 
 REGIONS = ("us-east-1", "us-west-2", "eu-west-1", "eu-central-1", "ap-northeast-1", "ap-southeast-2")
 TABLES = ("aws_bedrock_custom_model", "aws_bedrock_model_customization_job", "aws_kms_key", "aws_kms_alias")
@@ -307,31 +307,6 @@ def index_moto_models(backend) -> None:
     backend._list_arns = lambda: arns
 
 
-def proc_status_mb(pid: int, field: str) -> float | None:
-    """VmRSS (now) or VmHWM (peak so far) of a live process, in MB."""
-    try:
-        with open(f"/proc/{pid}/status") as status:
-            for line in status:
-                if line.startswith(field + ":"):
-                    return int(line.split()[1]) / 1024
-    except OSError:
-        return None
-    return None
-
-
-# The collect's peak RSS, measured exactly. Not with wait4/RUSAGE_CHILDREN on a child of
-# this process: subprocess starts children with vfork, and Linux charges the parent's
-# high-water RSS (moto holding 50,000 models: ~200 MB) to the child's ru_maxrss when it
-# execs. A small wrapper process starts the collect instead and reports its ru_maxrss.
-_MAXRSS_WRAPPER = """
-import os, sys
-pid = os.posix_spawn(sys.executable, [sys.executable, *sys.argv[1:]], os.environ)
-_, status, usage = os.wait4(pid, 0)
-sys.stderr.write(f"\\nBENCH_MAXRSS_KB={usage.ru_maxrss}\\n")
-sys.exit(os.waitstatus_to_exitcode(status))
-"""
-
-
 def memory_run(url: str, args) -> dict:
     region = "us-east-1"
     count = args.memory_models
@@ -347,62 +322,24 @@ def memory_run(url: str, args) -> dict:
         if args.max_workers:
             args_ += ["--max-workers", str(args.max_workers)]
         command = cli_command(*args_)
-        started = time.perf_counter()
-        wrapper = subprocess.Popen(
-            [sys.executable, "-c", _MAXRSS_WRAPPER, *command[1:]],
-            cwd=workdir,
-            env=cli_env(url),
-            stdout=subprocess.PIPE,
-            stderr=subprocess.PIPE,
-            text=True,
-        )
-        samples: list[tuple[float, float]] = []  # (seconds, RSS MB), to show it stays flat
-        peak_seen = [0.0]  # the collect's VmHWM, read while it runs (a cross-check)
-        stop = threading.Event()
-
-        def sample() -> None:
-            collect_pid = None
-            while not stop.wait(0.5):
-                if collect_pid is None:
-                    try:
-                        with open(f"/proc/{wrapper.pid}/task/{wrapper.pid}/children") as children:
-                            collect_pid = int(children.read().split()[0])
-                    except (OSError, ValueError, IndexError):
-                        continue
-                rss = proc_status_mb(collect_pid, "VmRSS")
-                hwm = proc_status_mb(collect_pid, "VmHWM")
-                if rss is not None:
-                    samples.append((time.perf_counter() - started, rss))
-                if hwm is not None:
-                    peak_seen[0] = max(peak_seen[0], hwm)
-
-        sampler = threading.Thread(target=sample, daemon=True)
-        sampler.start()
-        _, stderr = wrapper.communicate()
-        elapsed = time.perf_counter() - started
-        stop.set()
-        sampler.join(5)
-        if wrapper.returncode != 0:
-            raise SystemExit(f"bedrock-sql collect failed (exit {wrapper.returncode}):\n{stderr}")
-        marker = re.search(r"BENCH_MAXRSS_KB=(\d+)", stderr)
-        if marker is None:
-            raise SystemExit(f"no peak RSS reported:\n{stderr}")
-        stderr = stderr[: marker.start()].rstrip()
+        # The collect's peak RSS is its own ru_maxrss, not this process's (see measured_run).
+        run = run_measured(command[1:], cwd=workdir, env=cli_env(url), sample_seconds=0.5)
+        if run.returncode != 0:
+            raise SystemExit(f"bedrock-sql collect failed (exit {run.returncode}):\n{run.stderr}")
+        elapsed, stderr = run.seconds, run.stderr
         counts = snapshot_counts(workdir / "bedrock.db")
         db_mb = (workdir / "bedrock.db").stat().st_size / 2**20
 
-    peak_mb = int(marker.group(1)) / 1024  # Linux: kilobytes
+    peak_mb = run.peak_mb
     said = re.search(r"\((\d+) API calls\)", stderr)
     calls = int(said.group(1)) if said else 1 + 2 * count + (count + 99) // 100
     print(f"  rows: {counts}")
-    print(f"  bedrock-sql said: {stderr.strip().splitlines()[-1] if stderr.strip() else ''}")
+    print(f"  bedrock-sql said: {run.summary_line()}")
     print()
     print(f"  {'models':>8} {'wall s':>8} {'calls/s':>8} {'peak RSS MB':>12} {'snapshot MB':>12}")
     print(f"  {count:8,d} {elapsed:8.1f} {calls / elapsed:8.0f} {peak_mb:12.1f} {db_mb:12.1f}")
-    if samples:
-        marks = [samples[min(len(samples) - 1, int(len(samples) * q))] for q in (0.1, 0.25, 0.5, 0.75, 1.0)]
-        print("  RSS while collecting: " + ", ".join(f"{v:.0f} MB at {t:.0f}s" for t, v in marks))
-        print(f"  (VmHWM read while it ran: {peak_seen[0]:.1f} MB)")
+    print(f"  RSS while collecting: {run.rss_curve()}")
+    print(f"  (VmHWM read while it ran: {run.peak_seen_mb:.1f} MB)")
     print(f"  target peak RSS < 300 MB: {'PASS' if peak_mb < 300 else 'FAIL'}")
     print(flush=True)
     if counts["aws_bedrock_custom_model"] != count or counts["bedrock_sql_errors"]:

@@ -45,7 +45,6 @@ import shlex
 import subprocess
 import sys
 import tempfile
-import threading
 import time
 from collections import Counter
 from pathlib import Path
@@ -54,6 +53,8 @@ REPO = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(REPO / "tests"))  # the AwsProxy of the end-to-end tests
 if (REPO / "src" / "bedrock_sql").is_dir():
     sys.path.insert(0, str(REPO / "src"))
+
+from measured_run import MeasuredRun, run_measured  # noqa: E402  (benchmarks/, the script's directory)
 
 FIRST_ACCOUNT = 200_000_000_000
 ROLE_NAME = "BedrockSqlAudit"
@@ -275,72 +276,20 @@ class ProxyProcess:
 
 # --------------------------------------------------------------------------- the collect
 
-# Starts the collect and reports its wait4 rusage: ru_maxrss of a child started directly by
-# this (large) process would include our own high-water mark (Linux charges a vforked child
-# with its parent's), so a small process is the collect's parent.
-_RUSAGE_WRAPPER = """
-import os, sys
-pid = os.posix_spawn(sys.executable, [sys.executable, *sys.argv[1:]], os.environ)
-_, status, usage = os.wait4(pid, 0)
-sys.stderr.write(f"\\nBENCH_RUSAGE={usage.ru_maxrss} {usage.ru_utime} {usage.ru_stime}\\n")
-sys.exit(os.waitstatus_to_exitcode(status))
-"""
-
-
-def run_collect(proxy_url: str, workdir: Path, extra: list[str], src: Path) -> dict:
-    accounts_file = workdir / "accounts.csv"
+def run_collect(proxy_url: str, workdir: Path, extra: list[str], src: Path) -> tuple[MeasuredRun, int | None]:
+    """The collect, measured; and the API calls it said it made."""
     command = [
         "-m", "bedrock_sql", "--db", str(workdir / "scale.db"), "collect",
-        "--accounts-file", str(accounts_file), "--all-regions", *extra,
+        "--accounts-file", str(workdir / "accounts.csv"), "--all-regions", *extra,
     ]
     env = bench_env()
     env["AWS_ENDPOINT_URL"] = proxy_url
     env["PYTHONPATH"] = str(src)
-    started = time.perf_counter()
-    wrapper = subprocess.Popen(
-        [sys.executable, "-c", _RUSAGE_WRAPPER, *command],
-        cwd=workdir, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
-    )
-    samples: list[tuple[float, float]] = []
-    stop = threading.Event()
-
-    def sample() -> None:
-        collect_pid = None
-        while not stop.wait(1.0):
-            try:
-                if collect_pid is None:
-                    with open(f"/proc/{wrapper.pid}/task/{wrapper.pid}/children") as children:
-                        collect_pid = int(children.read().split()[0])
-                with open(f"/proc/{collect_pid}/status") as status:
-                    for line in status:
-                        if line.startswith("VmRSS:"):
-                            samples.append((time.perf_counter() - started, int(line.split()[1]) / 1024))
-            except (OSError, ValueError, IndexError):
-                continue
-
-    sampler = threading.Thread(target=sample, daemon=True)
-    sampler.start()
-    _, stderr = wrapper.communicate()
-    elapsed = time.perf_counter() - started
-    stop.set()
-    sampler.join(5)
-    marker = re.search(r"BENCH_RUSAGE=(\d+) ([\d.]+) ([\d.]+)", stderr)
-    if marker is None:
-        raise SystemExit(f"the collect reported no rusage (exit {wrapper.returncode}):\n{stderr[-4000:]}")
-    said = stderr[: marker.start()].rstrip()
-    if wrapper.returncode != 0:
-        raise SystemExit(f"bedrock-sql collect failed (exit {wrapper.returncode}):\n{said[-4000:]}")
-    calls = re.search(r"\((\d+) API calls\)", said)
-    return {
-        "seconds": elapsed,
-        "peak_mb": int(marker.group(1)) / 1024,
-        "cpu_s": float(marker.group(2)) + float(marker.group(3)),
-        "user_s": float(marker.group(2)),
-        "sys_s": float(marker.group(3)),
-        "said_calls": int(calls.group(1)) if calls else None,
-        "summary": said.splitlines()[-1] if said else "",
-        "samples": samples,
-    }
+    run = run_measured(command, cwd=workdir, env=env)
+    if run.returncode != 0:
+        raise SystemExit(f"bedrock-sql collect failed (exit {run.returncode}):\n{run.stderr[-4000:]}")
+    calls = re.search(r"\((\d+) API calls\)", run.stderr)
+    return run, int(calls.group(1)) if calls else None
 
 
 def snapshot_counts(db: Path) -> dict[str, int]:
@@ -377,7 +326,7 @@ def bench(args) -> None:
                     writer.writerow([account, f"arn:aws:iam::{account}:role/{ROLE_NAME}"])
             with ProxyProcess(url, args.latency) as proxy:
                 moto_cpu, proxy_cpu = process_cpu_seconds(moto.pid), proxy.cpu_seconds()
-                run = run_collect(proxy.url, workdir, shlex.split(args.collect_args), Path(args.src))
+                run, said_calls = run_collect(proxy.url, workdir, shlex.split(args.collect_args), Path(args.src))
                 moto_cpu = process_cpu_seconds(moto.pid) - moto_cpu
                 proxy_cpu = proxy.cpu_seconds() - proxy_cpu
                 counts = snapshot_counts(workdir / "scale.db")
@@ -392,28 +341,25 @@ def bench(args) -> None:
     calls = sum(by_operation.values())
     scan_calls = sum(n for op, n in by_operation.items() if op not in ("AssumeRole", "GetCallerIdentity", "DescribeRegions"))
     print(f"  rows: {counts}")
-    print(f"  bedrock-sql said: {run['summary']}")
+    print(f"  bedrock-sql said: {run.summary_line()}")
     print()
     print(f"  {'accounts':>8} {'regions':>7} {'wall s':>8} {'calls':>8} {'calls/s':>8} {'CPU ms/call':>11} {'peak RSS MB':>11}")
     print(
-        f"  {args.accounts:8d} {counts['regions']:7d} {run['seconds']:8.1f} {calls:8d} {calls / run['seconds']:8.0f} "
-        f"{run['cpu_s'] * 1000 / calls:11.2f} {run['peak_mb']:11.1f}"
+        f"  {args.accounts:8d} {counts['regions']:7d} {run.seconds:8.1f} {calls:8d} {calls / run.seconds:8.0f} "
+        f"{run.cpu_s * 1000 / calls:11.2f} {run.peak_mb:11.1f}"
     )
     print(
-        f"  collector CPU {run['cpu_s']:.1f}s (user {run['user_s']:.1f}, sys {run['sys_s']:.1f}); simulator CPU: "
+        f"  collector CPU {run.cpu_s:.1f}s (user {run.user_s:.1f}, sys {run.sys_s:.1f}); simulator CPU: "
         f"moto {moto_cpu:.1f}s ({moto_cpu * 1000 / calls:.2f} ms/call), proxy {proxy_cpu:.1f}s ({proxy_cpu * 1000 / calls:.2f} ms/call) "
         f"(calls counted at the proxy: {calls}, of which {calls - scan_calls} to reach accounts; "
-        f"the collect counted {run['said_calls']})"
+        f"the collect counted {said_calls})"
     )
-    samples = run["samples"]
-    if samples:
-        marks = [samples[min(len(samples) - 1, int(len(samples) * q))] for q in (0.1, 0.25, 0.5, 0.75, 1.0)]
-        print("  RSS while collecting: " + ", ".join(f"{v:.0f} MB at {t:.0f}s" for t, v in marks))
+    print(f"  RSS while collecting: {run.rss_curve()}")
     print("  calls by operation: " + ", ".join(f"{op} {n}" for op, n in by_operation.most_common()))
     if args.accounts >= 1000:
-        print(f"  target < 600 s: {'PASS' if run['seconds'] < 600 else 'FAIL'}")
-    print(f"  target peak RSS < 300 MB: {'PASS' if run['peak_mb'] < 300 else 'FAIL'}")
-    print(f"  target <= 1.5 ms collector CPU per call: {'PASS' if run['cpu_s'] * 1000 / calls <= 1.5 else 'FAIL'}"
+        print(f"  target < 600 s: {'PASS' if run.seconds < 600 else 'FAIL'}")
+    print(f"  target peak RSS < 300 MB: {'PASS' if run.peak_mb < 300 else 'FAIL'}")
+    print(f"  target <= 1.5 ms collector CPU per call: {'PASS' if run.cpu_s * 1000 / calls <= 1.5 else 'FAIL'}"
           " (CPU figures on a VM include time the host gives elsewhere: compare the proxy's ms/call between runs)")
     if counts["bedrock_sql_errors"]:
         raise SystemExit(f"the collect recorded {counts['bedrock_sql_errors']} error(s): see its summary above")

@@ -64,7 +64,7 @@ import botocore.exceptions  # noqa: E402
 from bedrock_sql.estate import DEFAULT_ACCOUNT_ID, create_key, key_policy, seed_models  # noqa: E402
 from bench_scale import ProxyProcess, moto_custom_model  # noqa: E402
 from e2e_helpers import cli_command, cli_env  # noqa: E402
-from measured_run import run_measured  # noqa: E402
+from measured_run import run_measured, summary_line  # noqa: E402
 
 REGIONS = ("us-east-1", "us-west-2", "eu-west-1", "eu-central-1", "ap-northeast-1", "ap-southeast-2")
 TABLES = ("aws_bedrock_custom_model", "aws_bedrock_model_customization_job", "aws_kms_key", "aws_kms_alias")
@@ -220,7 +220,7 @@ def latency_run(url: str, args) -> dict:
             tool_seconds, result = time_bedrock_sql(proxy.url, regions, workdir, *extra)
         tool_ops = proxy.counts
         tool_counts = snapshot_counts(workdir / "bedrock.db")
-        summary = result.stderr.strip().splitlines()[-1] if result.stderr.strip() else ""
+        summary = summary_line(result.stderr)
 
         with ProxyProcess(url, args.latency) as proxy:
             started = time.perf_counter()

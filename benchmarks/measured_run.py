@@ -46,9 +46,7 @@ class MeasuredRun:
         return self.user_s + self.sys_s
 
     def summary_line(self) -> str:
-        """The collect's summary (the line counting its API calls), else its last line."""
-        lines = self.stderr.strip().splitlines()
-        return next((line for line in reversed(lines) if "API calls)" in line), lines[-1] if lines else "")
+        return summary_line(self.stderr)
 
     def rss_curve(self) -> str:
         """Five points of the RSS while it ran, e.g. '92 MB at 5s, ...'."""
@@ -57,6 +55,12 @@ class MeasuredRun:
         marks = [self.samples[min(len(self.samples) - 1, int(len(self.samples) * q))]
                  for q in (0.1, 0.25, 0.5, 0.75, 1.0)]
         return ", ".join(f"{mb:.0f} MB at {t:.0f}s" for t, mb in marks)
+
+
+def summary_line(stderr: str) -> str:
+    """A collect's summary (the line counting its API calls), else the last line it said."""
+    lines = stderr.strip().splitlines()
+    return next((line for line in reversed(lines) if "API calls)" in line), lines[-1] if lines else "")
 
 
 def proc_status_mb(pid: int, field_name: str) -> float | None:

@@ -1,5 +1,5 @@
 -- id: bedrock_custom_model_cmk_policy_not_public
--- title: The key policy of each Bedrock custom model's CMK does not allow everyone
+-- title: The key policy of each Bedrock custom or imported model's CMK does not allow everyone
 -- severity: high
 -- description: A key policy statement that allows every principal ("*" in any form) lets
 --   any AWS account use the key, unless a condition ties the caller to known accounts or
@@ -8,7 +8,7 @@
 --   aws:SourceIp or kms:ViaService alone do not: the key would no longer limit who can
 --   decrypt the model. The analysis is the SQL function policy_public_statements().
 -- remediation: Replace the wildcard principal with the account root, the key
---   administrators and the customization job's service role, or add a condition that
+--   administrators and the customization or import job's service role, or add a condition that
 --   names your accounts or organization (kms:CallerAccount, aws:PrincipalOrgID).
 -- references: https://docs.aws.amazon.com/kms/latest/developerguide/key-policies.html
 --   https://docs.aws.amazon.com/kms/latest/developerguide/key-policy-default.html
@@ -61,12 +61,18 @@ SELECT
   e.model_name,
   e.key_reference AS kms_key_arn
 FROM (SELECT *, policy_is_public(key_policy) AS public FROM bedrock_model_encryption) e
-WHERE e.table_name = 'aws_bedrock_custom_model' AND e.owned_by_account
+WHERE e.table_name IN ('aws_bedrock_custom_model', 'aws_bedrock_imported_model') AND e.owned_by_account
 
 UNION ALL
 
+-- One row per account and region whose custom or imported models could not be listed.
 SELECT account_id || '/' || region, 'error',
-       'The custom models of ' || account_id || '/' || region || ' could not be listed (' || detail || ').',
+       'The ' || group_concat(kind, ' and ') || ' models of ' || account_id || '/' || region
+         || ' could not be listed (' || group_concat(detail, '; ') || ').',
        account_id, region, NULL, NULL
-FROM bedrock_listing_error
-WHERE table_name = 'aws_bedrock_custom_model'
+FROM (SELECT account_id, region, detail,
+             CASE table_name WHEN 'aws_bedrock_imported_model' THEN 'imported' ELSE 'custom' END AS kind
+      FROM bedrock_listing_error
+      WHERE table_name IN ('aws_bedrock_custom_model', 'aws_bedrock_imported_model')
+      ORDER BY account_id, region, table_name)
+GROUP BY account_id, region

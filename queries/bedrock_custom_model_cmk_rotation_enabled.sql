@@ -1,5 +1,5 @@
 -- id: bedrock_custom_model_cmk_rotation_enabled
--- title: Automatic rotation is on for the KMS key of each Bedrock custom model
+-- title: Automatic rotation is on for the KMS key of each Bedrock custom or imported model
 -- severity: medium
 -- description: Automatic key rotation limits how much data one key version protects and
 --   is expected by most compliance frameworks for customer-managed keys. It applies to
@@ -64,12 +64,18 @@ SELECT
   e.model_name,
   e.key_reference AS kms_key_arn
 FROM bedrock_model_encryption e
-WHERE e.table_name = 'aws_bedrock_custom_model' AND e.owned_by_account
+WHERE e.table_name IN ('aws_bedrock_custom_model', 'aws_bedrock_imported_model') AND e.owned_by_account
 
 UNION ALL
 
+-- One row per account and region whose custom or imported models could not be listed.
 SELECT account_id || '/' || region, 'error',
-       'The custom models of ' || account_id || '/' || region || ' could not be listed (' || detail || ').',
+       'The ' || group_concat(kind, ' and ') || ' models of ' || account_id || '/' || region
+         || ' could not be listed (' || group_concat(detail, '; ') || ').',
        account_id, region, NULL, NULL
-FROM bedrock_listing_error
-WHERE table_name = 'aws_bedrock_custom_model'
+FROM (SELECT account_id, region, detail,
+             CASE table_name WHEN 'aws_bedrock_imported_model' THEN 'imported' ELSE 'custom' END AS kind
+      FROM bedrock_listing_error
+      WHERE table_name IN ('aws_bedrock_custom_model', 'aws_bedrock_imported_model')
+      ORDER BY account_id, region, table_name)
+GROUP BY account_id, region

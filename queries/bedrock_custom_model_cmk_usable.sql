@@ -1,7 +1,7 @@
 -- id: bedrock_custom_model_cmk_usable
--- title: The KMS key of each Bedrock custom model is enabled
+-- title: The KMS key of each Bedrock custom or imported model is enabled
 -- severity: high
--- description: A custom model is only usable while its KMS key is Enabled. A Disabled,
+-- description: A custom or imported model is only usable while its KMS key is Enabled. A Disabled,
 --   Unavailable or PendingImport key makes the model unusable now; a key PendingDeletion
 --   will crypto-shred the model for good when its waiting period ends.
 -- remediation: Re-enable the key (kms:EnableKey), cancel a scheduled deletion
@@ -59,12 +59,18 @@ SELECT
   e.key_reference AS kms_key_arn,
   e.key_state
 FROM bedrock_model_encryption e
-WHERE e.table_name = 'aws_bedrock_custom_model' AND e.owned_by_account
+WHERE e.table_name IN ('aws_bedrock_custom_model', 'aws_bedrock_imported_model') AND e.owned_by_account
 
 UNION ALL
 
+-- One row per account and region whose custom or imported models could not be listed.
 SELECT account_id || '/' || region, 'error',
-       'The custom models of ' || account_id || '/' || region || ' could not be listed (' || detail || ').',
+       'The ' || group_concat(kind, ' and ') || ' models of ' || account_id || '/' || region
+         || ' could not be listed (' || group_concat(detail, '; ') || ').',
        account_id, region, NULL, NULL, NULL
-FROM bedrock_listing_error
-WHERE table_name = 'aws_bedrock_custom_model'
+FROM (SELECT account_id, region, detail,
+             CASE table_name WHEN 'aws_bedrock_imported_model' THEN 'imported' ELSE 'custom' END AS kind
+      FROM bedrock_listing_error
+      WHERE table_name IN ('aws_bedrock_custom_model', 'aws_bedrock_imported_model')
+      ORDER BY account_id, region, table_name)
+GROUP BY account_id, region

@@ -16,8 +16,8 @@ from bedrock_sql import estate as estate_module
 from bedrock_sql.controls import REQUIRED_COLUMNS, STATUSES, Finding, bundled_controls, load_controls, run_control
 from bedrock_sql.sql import run_query, snapshot_connection
 from snapshot_builder import (
-    ACCOUNT, FOREIGN_ACCOUNT, IMPORTED_SEED, JOB_CMK, JOB_VPC, JOBS, KEYS, MODELS, POLICY, ROTATION, SEED, USABLE,
-    SnapshotBuilder, key_arn,
+    ACCOUNT, FOREIGN_ACCOUNT, IMPORTED_MODELS, IMPORTED_SEED, JOB_CMK, JOB_VPC, JOBS, KEYS, MODELS, POLICY, REGION,
+    ROTATION, SEED, USABLE, SnapshotBuilder, key_arn,
 )
 
 ALL_IDS = {SEED, IMPORTED_SEED, USABLE, ROTATION, POLICY, JOB_CMK, JOB_VPC}
@@ -275,6 +275,49 @@ def test_key_errors_never_duplicate_a_model(snap: SnapshotBuilder) -> None:
     assert by_resource(snap.path, USABLE)[missing["arn"]].status == "error"
 
 
+# --- the rules on a model's key judge imported models too ---------------------------------
+
+
+def test_key_rules_judge_imported_models(snap: SnapshotBuilder) -> None:
+    """An imported model's CMK is judged like a custom model's: usable, rotated, not public."""
+    good = snap.add_key("alias/good")
+    going = snap.add_key("alias/going", key_state="PendingDeletion", key_rotation_enabled=None)
+    unrotated = snap.add_key("alias/unrotated", key_rotation_enabled=0)
+    public = snap.add_key("alias/public", policy=_policy(ROOT, {"Sid": "OpenToAll", "Effect": "Allow", "Principal": "*",
+                                                                "Action": "kms:*", "Resource": "*"}))
+    models = {name: snap.add_imported_model(f"imported-{name}", model_kms_key_arn=key["arn"])
+              for name, key in (("good", good), ("going", going), ("unrotated", unrotated), ("public", public))}
+    owned = snap.add_imported_model("imported-owned", model_kms_key_arn=None)
+    unreadable = snap.add_imported_model("imported-unreadable", model_kms_key_arn=None)
+    snap.add_error(table_name=IMPORTED_MODELS, operation="GetImportedModel", resource=unreadable["arn"])
+
+    usable, rotation, policy = (by_resource(snap.path, c) for c in (USABLE, ROTATION, POLICY))
+    assert_finding(usable, models["good"]["arn"], "ok", "alias/good", "imported-good")
+    assert_finding(usable, models["going"]["arn"], "alarm", "alias/going", "pending deletion")
+    assert_finding(rotation, models["good"]["arn"], "ok", "alias/good")
+    assert_finding(rotation, models["unrotated"]["arn"], "alarm", "alias/unrotated", "imported-unrotated")
+    assert_finding(policy, models["good"]["arn"], "ok", "alias/good")
+    assert_finding(policy, models["public"]["arn"], "alarm", "alias/public", "OpenToAll")
+    for findings in (usable, rotation, policy):
+        assert_finding(findings, owned["arn"], "skip", "imported-owned", "Bedrock-owned key")
+        assert_finding(findings, unreadable["arn"], "error", "imported-unreadable", "GetImportedModel")
+
+
+def test_key_rules_give_one_error_row_when_both_model_listings_fail(snap: SnapshotBuilder) -> None:
+    snap.add_error(table_name=IMPORTED_MODELS, operation="ListImportedModels")
+    snap.add_error(table_name=MODELS, operation="ListCustomModels", region="eu-west-1")
+    snap.add_error(table_name=IMPORTED_MODELS, operation="ListImportedModels", region="eu-west-1")
+    for control_id in (USABLE, ROTATION, POLICY):
+        findings = by_resource(snap.path, control_id)  # asserts one row per resource
+        assert_finding(findings, f"{ACCOUNT}/{REGION}", "error", "imported models", "ListImportedModels")
+        both = assert_finding(findings, f"{ACCOUNT}/eu-west-1", "error", "custom and imported models",
+                              "ListCustomModels", "ListImportedModels")
+        assert both.region == "eu-west-1"
+    # The seed rules each keep their own table's failure.
+    assert f"{ACCOUNT}/{REGION}" not in by_resource(snap.path, SEED)
+    assert_finding(by_resource(snap.path, IMPORTED_SEED), f"{ACCOUNT}/{REGION}", "error", "ListImportedModels")
+
+
 # --- bedrock_customization_job_output_encrypted_with_cmk -----------------------------------
 
 
@@ -523,8 +566,9 @@ def test_every_control_on_the_demo_snapshot(demo) -> None:
         imported = {arn for (arn,) in run_query(connection, "SELECT arn FROM aws_bedrock_imported_model").rows}
     assert set(by_resource(path, IMPORTED_SEED)) == imported
     model_arns = {m.model_arn for m in estate.models}
-    for control_id in MODEL_CONTROLS:
-        assert set(by_resource(path, control_id)) == model_arns, control_id
+    assert set(by_resource(path, SEED)) == model_arns
+    for control_id in (USABLE, ROTATION, POLICY):  # the rules on a model's key judge imported models too
+        assert set(by_resource(path, control_id)) == model_arns | imported, control_id
     job_arns = {j["job_arn"] for j in estate.jobs}
     for control_id in JOB_CONTROLS:
         assert set(by_resource(path, control_id)) == job_arns, control_id

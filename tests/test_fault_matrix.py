@@ -36,6 +36,7 @@ from aws_faults import FAULT_KINDS, Fault, Pager, call_of, mentions, page_number
 from bedrock_sql.accounts import resolve_scope
 from bedrock_sql.aws import AwsOptions
 from bedrock_sql.controls import bundled_controls
+from bedrock_sql.diff import listed_in
 from bedrock_sql.errors import UserError
 from bedrock_sql.estate import SeededKey, SeededModel, _client, create_key, seed_models
 from bedrock_sql.estate_served import copy_model, deploy_model, import_model, provision_throughput
@@ -67,14 +68,18 @@ MODEL_CONTROLS = (
     "bedrock_custom_model_cmk_rotation_enabled",
     "bedrock_custom_model_cmk_policy_not_public",
 )
+# The rules on a model's key (usable, rotation, policy) judge custom and imported models alike.
+KEY_CONTROLS = MODEL_CONTROLS[1:]
 JOB_CONTROLS = ("bedrock_customization_job_output_encrypted_with_cmk", "bedrock_customization_job_in_vpc")
 IMPORTED_CONTROLS = ("bedrock_imported_model_encrypted_with_cmk",)
-# The table whose listing decides whether each control judges anything: a bundled control
-# missing here fails the clean run, so a new control joins the matrix's judgement.
+# The tables whose listings decide what each control judges: a bundled control missing here
+# fails the clean run, so a new control joins the matrix's judgement.
 CONTROL_TABLES = {
-    **dict.fromkeys(MODEL_CONTROLS, MODELS), **dict.fromkeys(JOB_CONTROLS, JOBS),
-    **dict.fromkeys(IMPORTED_CONTROLS, IMPORTED),
+    **dict.fromkeys(MODEL_CONTROLS, (MODELS,)), **dict.fromkeys(KEY_CONTROLS, (MODELS, IMPORTED)),
+    **dict.fromkeys(JOB_CONTROLS, (JOBS,)), **dict.fromkeys(IMPORTED_CONTROLS, (IMPORTED,)),
 }
+# The controls that judge the imported model on the CMK, and so answer error when it or its key cannot be read.
+IMPORTED_MODEL_CONTROLS = (*IMPORTED_CONTROLS, *KEY_CONTROLS)
 STORM_ATTEMPTS = 3  # a throttling storm answers the first 3 attempts, then lets calls through
 READ_TIMEOUT = "1"  # seconds, for the timeout cells (BEDROCK_SQL_READ_TIMEOUT)
 TIMEOUT_CELLS_AT_ONCE = 4
@@ -263,6 +268,10 @@ def clean_run(estate: Estate, moto_server: str, tmp_path_factory: pytest.TempPat
         assert observed.verdicts[(MODEL_CONTROLS[0], model)] == "ok", model
     assert observed.verdicts[(IMPORTED_CONTROLS[0], estate.imported[0]["model_arn"])] == "ok"
     assert observed.verdicts[(IMPORTED_CONTROLS[0], estate.imported[1]["model_arn"])] == "alarm"
+    # The key rules judge the imported model on the CMK by its key, and skip the one on Bedrock's.
+    for control in KEY_CONTROLS:
+        assert observed.verdicts[(control, estate.imported[0]["model_arn"])] in ("ok", "alarm"), control
+        assert observed.verdicts[(control, estate.imported[1]["model_arn"])] == "skip", control
     assert "error" not in observed.verdicts.values()
     return observed, calls
 
@@ -299,8 +308,10 @@ def assert_nothing_lost_silently(observed: Observed, clean: Observed) -> None:
     for finding, verdict in observed.verdicts.items():
         expected = clean.verdicts.get(finding)
         assert verdict in (expected, "error"), (finding, expected, verdict)
-    for finding in clean.verdicts.keys() - observed.verdicts.keys():
-        assert observed.failed(CONTROL_TABLES[finding[0]]), f"{finding} is no longer judged, and no listing failed"
+    for control, resource in clean.verdicts.keys() - observed.verdicts.keys():
+        table = listed_in(resource)  # the listing that yields the resource must have failed
+        assert table in CONTROL_TABLES[control] and observed.failed(table), \
+            f"{(control, resource)} is no longer judged, and its listing did not fail"
 
 
 # --------------------------------------------------------------------------- the cells
@@ -329,7 +340,7 @@ class Operation:
         return self.service, self.name, self.aim if self.name == "ListTagsForResource" else ""
 
 
-KEY_VERDICTS: Verdicts = ((MODEL_CONTROLS, "cmk-models"), (IMPORTED_CONTROLS, "imported"))
+KEY_VERDICTS: Verdicts = ((MODEL_CONTROLS, "cmk-models"), (IMPORTED_MODEL_CONTROLS, "imported"))
 
 OPERATIONS = (
     Operation("bedrock", "ListCustomModels", "unit", (MODELS,), ((MODEL_CONTROLS, "unit"),)),
@@ -338,8 +349,8 @@ OPERATIONS = (
     Operation("bedrock", "ListModelCustomizationJobs", "unit", (JOBS,), ((JOB_CONTROLS, "unit"),)),
     Operation("bedrock", "GetModelCustomizationJob", "model-customization-job", (JOBS,), ((JOB_CONTROLS, "job"),)),
     Operation("bedrock", "ListTagsForResource", "model-customization-job", (JOBS,)),
-    Operation("bedrock", "ListImportedModels", "unit", (IMPORTED,), ((IMPORTED_CONTROLS, "unit"),)),
-    Operation("bedrock", "GetImportedModel", "imported-model", (IMPORTED,), ((IMPORTED_CONTROLS, "imported"),)),
+    Operation("bedrock", "ListImportedModels", "unit", (IMPORTED,), ((IMPORTED_MODEL_CONTROLS, "unit"),)),
+    Operation("bedrock", "GetImportedModel", "imported-model", (IMPORTED,), ((IMPORTED_MODEL_CONTROLS, "imported"),)),
     Operation("bedrock", "ListTagsForResource", "imported-model", (IMPORTED,)),
     # No control judges import jobs, copy jobs or what serves a model (their rows feed
     # remediation, a copy's kind, and the CMK rules' in_use/served_by columns).
@@ -355,8 +366,9 @@ OPERATIONS = (
     Operation("bedrock", "ListTagsForResource", "custom-model-deployment", (DEPLOYMENTS,)),
     Operation("kms", "ListKeys", "unit", (KEYS,), KEY_VERDICTS),
     Operation("kms", "DescribeKey", "key", (KEYS,), KEY_VERDICTS),
-    Operation("kms", "GetKeyRotationStatus", "key", (KEYS,), (((MODEL_CONTROLS[2],), "cmk-models"),)),
-    Operation("kms", "GetKeyPolicy", "key", (KEYS,), (((MODEL_CONTROLS[3],), "cmk-models"),)),
+    Operation("kms", "GetKeyRotationStatus", "key", (KEYS,),
+              (((MODEL_CONTROLS[2],), "cmk-models"), ((MODEL_CONTROLS[2],), "imported"))),
+    Operation("kms", "GetKeyPolicy", "key", (KEYS,), (((MODEL_CONTROLS[3],), "cmk-models"), ((MODEL_CONTROLS[3],), "imported"))),
     Operation("kms", "ListResourceTags", "key", (KEYS,)),  # tags feed no verdict
     # One ListAliases serves both KMS tables (the keys' aliases column): both record it.
     Operation("kms", "ListAliases", "unit", (KEYS, ALIASES), KEY_VERDICTS),

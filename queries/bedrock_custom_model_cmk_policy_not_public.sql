@@ -65,14 +65,7 @@ WHERE e.table_name IN ('aws_bedrock_custom_model', 'aws_bedrock_imported_model')
 
 UNION ALL
 
--- One row per account and region whose custom or imported models could not be listed.
 SELECT account_id || '/' || region, 'error',
-       'The ' || group_concat(kind, ' and ') || ' models of ' || account_id || '/' || region
-         || ' could not be listed (' || group_concat(detail, '; ') || ').',
+       'The ' || kinds || ' models of ' || account_id || '/' || region || ' could not be listed (' || detail || ').',
        account_id, region, NULL, NULL
-FROM (SELECT account_id, region, detail,
-             CASE table_name WHEN 'aws_bedrock_imported_model' THEN 'imported' ELSE 'custom' END AS kind
-      FROM bedrock_listing_error
-      WHERE table_name IN ('aws_bedrock_custom_model', 'aws_bedrock_imported_model')
-      ORDER BY account_id, region, table_name)
-GROUP BY account_id, region
+FROM bedrock_model_listing_error

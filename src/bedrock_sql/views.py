@@ -46,6 +46,18 @@ WHERE resource IS NULL
 GROUP BY table_name, account_id, region
 """
 
+# One row per account and region whose custom or imported models could not be listed: the
+# rules that judge both kinds of model give one error row there, naming the listings.
+MODEL_LISTING_ERROR_SQL = """
+SELECT account_id, region, group_concat(kind, ' and ') AS kinds, group_concat(detail, '; ') AS detail
+FROM (SELECT account_id, region, detail,
+             CASE table_name WHEN 'aws_bedrock_imported_model' THEN 'imported' ELSE 'custom' END AS kind
+      FROM bedrock_listing_error
+      WHERE table_name IN ('aws_bedrock_custom_model', 'aws_bedrock_imported_model')
+      ORDER BY account_id, region, table_name)
+GROUP BY account_id, region
+"""
+
 RESOURCE_ERROR_SQL = f"""
 SELECT table_name, account_id, region, resource,
        min(operation || ' failed with ' || error_code) AS cause
@@ -182,6 +194,16 @@ VIEWS: dict[str, tuple[str, list[Column], str]] = {
             ("detail", TEXT, "The same with the error message."),
         ),
         LISTING_ERROR_SQL,
+    ),
+    "bedrock_model_listing_error": (
+        "Each account and region whose custom or imported models could not be listed.",
+        _columns(
+            ("account_id", TEXT, "The account whose listing failed."),
+            ("region", TEXT, "The region whose listing failed."),
+            ("kinds", TEXT, "Which listings failed: custom, imported, or custom and imported."),
+            ("detail", TEXT, "Each failure with its error message (custom models' first)."),
+        ),
+        MODEL_LISTING_ERROR_SQL,
     ),
     "bedrock_resource_error": (
         "Each resource whose details could not be read (lost tags do not count).",

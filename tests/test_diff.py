@@ -302,7 +302,8 @@ def test_machine_formats_put_only_data_on_stdout(capsys, snapshots, fmt) -> None
         parsed = json.loads(out)
     else:
         parsed = [json.loads(line) for line in out.splitlines()]
-    assert list(parsed[0]) == ["control", "resource", "before", "after", "change", "account_id", "region", "reason"]
+    assert list(parsed[0]) == ["control", "resource", "before", "after", "change", "account_id", "region", "reason",
+                              "muted", "mute_reason"]
     assert any(r["change"] == "fixed" for r in parsed)
     # The summary (with both collection times) goes to stderr.
     assert err.startswith("Diff: ") and OLD_TIME in err and NEW_TIME in err
@@ -528,3 +529,74 @@ def test_a_key_the_new_snapshot_did_not_need_is_not_read_as_deleted(capsys, tmp_
     assert not any(resource == retired for resource, _ in inventory), inventory
     assert (vanished, "key deleted") in inventory
     assert (model_arn("retired-model"), "model deleted") in inventory
+
+
+# --- accepted exceptions ------------------------------------------------------------------
+
+
+def exceptions_file(tmp_path: Path, *entries: str) -> Path:
+    path = tmp_path / "exceptions.yaml"
+    path.write_text("exceptions:\n" + "".join(f"  - {entry}\n" for entry in entries))
+    return path
+
+
+def test_exceptions_mute_new_findings_and_fail_on_ignores_them(capsys, snapshots, tmp_path) -> None:
+    old, new = snapshots
+    accepted = exceptions_file(
+        tmp_path,
+        f"{{control: {SEED}, resource: '*:custom-model/new-model', reason: 'legacy pipeline, CHG-42', expires: 2099-01-01}}",
+    )
+    assert diff(capsys, old, new, "--fail-on", "new-alarm")[0] == 1  # without the file
+    code, out, err = diff(capsys, old, new, "--fail-on", "new-alarm", "-o", "json", "--exceptions", accepted)
+    assert code == 0, err
+    rows = json.loads(out)
+    muted = row(rows, SEED, model_arn("new-model"))
+    assert (muted["change"], muted["after"], muted["muted"]) == ("new alarm", "alarm", 1)
+    assert "legacy pipeline, CHG-42" in muted["mute_reason"]
+    # Nothing else is muted: the entry names one resource; inventory rows never are.
+    assert [r for r in rows if r["muted"]] == [muted]
+    assert all(r["mute_reason"] is None for r in rows if r is not muted)
+    assert "new alarm 1 (1 muted)" in err
+    # --fail-on regressed still fails: the legacy key's disabling is not accepted.
+    assert diff(capsys, old, new, "--fail-on", "regressed", "--exceptions", accepted)[0] == 1
+
+
+def test_exceptions_from_the_environment(capsys, snapshots, tmp_path, monkeypatch) -> None:
+    old, new = snapshots
+    accepted = exceptions_file(tmp_path, f"{{control: {SEED}, resource: '*', reason: accepted, expires: 2099-01-01}}")
+    monkeypatch.setenv("BEDROCK_SQL_EXCEPTIONS", str(accepted))
+    assert diff(capsys, old, new, "--fail-on", "new-alarm")[0] == 0
+
+
+def test_an_expired_exception_mutes_nothing_and_warns(capsys, snapshots, tmp_path) -> None:
+    old, new = snapshots
+    expired = exceptions_file(tmp_path, f"{{control: {SEED}, resource: '*', reason: old deal, expires: 2020-01-01}}")
+    code, out, err = diff(capsys, old, new, "--fail-on", "new-alarm", "-o", "csv", "--exceptions", expired)
+    assert code == 1
+    assert "expired" in err and "warning" in err
+    assert {r["muted"] for r in csv.DictReader(io.StringIO(out))} == {"0"}
+
+
+def test_a_muted_row_says_so_in_the_table(capsys, snapshots, tmp_path) -> None:
+    old, new = snapshots
+    accepted = exceptions_file(
+        tmp_path, f"{{control: {SEED}, resource: '*new-model', reason: 'ticket CHG-42', expires: 2099-01-01}}"
+    )
+    code, out, _ = diff(capsys, old, new, "--exceptions", accepted)
+    assert code == 0
+    assert "new alarm (1, 1 muted)" in out
+    line = next(line for line in out.splitlines() if "new-model" in line and SEED in line)
+    assert "alarm (muted)" in line and "ticket CHG-42" in line
+    assert "mute_reason" in out
+    # Without exceptions the table keeps its columns.
+    _, plain, _ = diff(capsys, old, new)
+    assert "mute_reason" not in plain and "(muted)" not in plain
+
+
+def test_a_malformed_exceptions_file_is_one_line_exit_2(capsys, snapshots, tmp_path) -> None:
+    old, new = snapshots
+    bad = tmp_path / "bad.yaml"
+    bad.write_text("exceptions:\n  control: x\n")
+    code, out, err = diff(capsys, old, new, "--exceptions", bad)
+    assert code == 2 and out == ""
+    assert len(err.strip().splitlines()) == 1 and "must be a list" in err

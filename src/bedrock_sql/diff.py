@@ -1,44 +1,15 @@
 """`bedrock-sql diff OLD NEW`: what changed between two snapshots (the last audit and this one).
 
 Every control runs on both snapshots. Each (control, account, region, resource) seen in
-either gives one row: ``before`` and ``after`` are its status in OLD and in NEW (NULL where
-it is absent; a control giving one resource several rows counts its worst), and ``change``
-says what happened:
+either gives one row, ``before`` and ``after`` its status in OLD and in NEW, and a ``change``
+(new alarm, fixed, regressed, unknown, ...; every change and inventory row is defined in
+:mod:`bedrock_sql.diff_changes`).
 
-=================  ============================================================================
-regressed          ``ok``, ``info`` or ``skip`` before, ``alarm`` now.
-new alarm          ``alarm`` now, and OLD did not report it: absent from OLD, or ``error`` there
-                   (it could not be judged), or absent because OLD's listing of it failed.
-error appeared     ``error`` now; before absent, or anything but ``error``.
-unknown            absent from NEW because NEW's listing of its table, in its account and
-                   region, failed (``bedrock_listing_error``): whether it still exists is
-                   unknown. Never "removed". (Inventory rows: present on one side only, and
-                   the other side's listing failed; or a value one side could not read.)
-still failing      ``alarm`` both times, or ``error`` both times.
-resource removed   absent from NEW (its listing there succeeded); OLD said anything but ``error``.
-resource added     absent from OLD (its listing there succeeded), ``ok``, ``info`` or ``skip`` now.
-status changed     between ``ok``, ``info`` and ``skip`` (e.g. a model's key moved to another
-                   account: ok -> info).
-error cleared      ``error`` before (or absent because OLD's listing failed); now ``ok``, ``info``
-                   or ``skip``, or absent (the row of a failed listing, resource
-                   ``account/region``, goes once the listing works). Not "fixed": OLD never
-                   showed it failing.
-fixed              ``alarm`` before, ``ok``, ``info`` or ``skip`` now.
-out of scope       present on one side only, in an account/region that only one snapshot
-                   collected (``bedrock_sql_runs.accounts`` x ``regions``): not comparable.
-unchanged          the same status both times.
-=================  ============================================================================
-
-Inventory changes that matter come as extra rows, with ``control`` = ``inventory``, the ARN as
-``resource`` and the values as ``before``/``after``: for the KMS keys that encrypt a model in
-either snapshot (``bedrock_model_encryption.key_arn``; other keys of the account are no
-concern of this audit) ``key disabled`` (Enabled -> Disabled), ``key enabled``
-(Disabled -> Enabled), ``key pending deletion`` (-> PendingDeletion), ``key deletion
-cancelled`` (PendingDeletion -> Enabled/Disabled), ``key state changed`` (any other state
-change), ``rotation turned off``/``rotation turned on`` (``key_rotation_enabled``), ``key
-deleted``/``key added``; for every model (custom and imported) ``model key changed``
-(``model_kms_key_arn``; "Bedrock-owned key" for none), ``model deleted``/``model added``;
-and ``unknown``, ``out of scope``, ``unchanged`` as above.
+With accepted exceptions (``diff --exceptions FILE``, the file of ``check --exceptions``), a
+NEW finding an active entry covers keeps its change and gains ``muted`` = 1 and
+``mute_reason``, as ``check`` would show it; a muted row does not count for ``--fail-on``.
+OLD's findings are not muted (the file says what is accepted now), nor are inventory rows
+(entries name controls). Every row carries ``muted`` and ``mute_reason`` in csv and json.
 
 Memory stays bounded: each control's findings stream, one control at a time, from its
 snapshot into a private temporary SQLite database (on disk; SQLite keeps a bounded cache),
@@ -49,129 +20,30 @@ from __future__ import annotations
 
 import itertools
 from contextlib import ExitStack, contextmanager
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Iterable, Iterator, Sequence, TextIO
 
 import apsw
 import click
 
+from .diff_changes import (
+    BEDROCK_OWNED, CHANGES, FAIL_ON, HIDDEN_CHANGES, INVENTORY, control_change, control_reason, inventory_change,
+    inventory_reason, listed_in,
+)
 from .controls import STATUS_ORDER, Control, SnapshotRun, iter_findings, prepare_control, snapshot_run
 from .errors import UserError
+from .exceptions import ExceptionFile, Muter
 from .kms_need import every_key_collected, key_arns as needed_key_arns
 from .render import render
 from .shard import json_list
 from .snapshot_file import not_a_snapshot
 from .sql import snapshot_connection
 
-# Every change, worst first: the order of the table's groups and of every format's rows.
-CHANGES = (
-    "regressed", "new alarm", "error appeared", "unknown", "still failing",
-    "key pending deletion", "key disabled", "key deleted", "rotation turned off", "model key changed", "key state changed",
-    "resource removed", "model deleted", "resource added", "model added", "key added", "status changed",
-    "error cleared", "key deletion cancelled", "key enabled", "rotation turned on", "fixed",
-    "out of scope", "unchanged",
-)
-# Shown only with --all.
-HIDDEN_CHANGES = ("out of scope", "unchanged")
-# --fail-on NAME -> the change it fails on.
-FAIL_ON = {"regressed": "regressed", "new-alarm": "new alarm"}
 DIFF_FORMATS = ("table", "csv", "json", "jsonl", "markdown")
 MACHINE_FORMATS = {"csv", "json", "jsonl"}
-COLUMNS = ("control", "resource", "before", "after", "change", "account_id", "region", "reason")
-INVENTORY = "inventory"
-BEDROCK_OWNED = "Bedrock-owned key"
-
-# The table that lists a resource, from its ARN's (service, resource type): a resource absent
-# from NEW is "unknown", not removed, when that listing failed in its account and region.
-_LISTED_IN = {
-    ("bedrock", "custom-model"): "aws_bedrock_custom_model",
-    ("bedrock", "model-customization-job"): "aws_bedrock_model_customization_job",
-    ("bedrock", "imported-model"): "aws_bedrock_imported_model",
-    ("bedrock", "model-import-job"): "aws_bedrock_model_import_job",
-    ("bedrock", "model-copy-job"): "aws_bedrock_model_copy_job",
-    ("bedrock", "provisioned-model"): "aws_bedrock_provisioned_model_throughput",
-    ("bedrock", "custom-model-deployment"): "aws_bedrock_custom_model_deployment",
-    ("kms", "key"): "aws_kms_key",
-    ("kms", "alias"): "aws_kms_alias",
-}
-_KEY_STATE_CHANGES = {
-    ("Enabled", "Disabled"): "key disabled",
-    ("Disabled", "Enabled"): "key enabled",
-    ("PendingDeletion", "Enabled"): "key deletion cancelled",
-    ("PendingDeletion", "Disabled"): "key deletion cancelled",
-}
+COLUMNS = ("control", "resource", "before", "after", "change", "account_id", "region", "reason", "muted", "mute_reason")
 _SIDES = ("OLD", "NEW")
-
-
-def listed_in(resource: object) -> str | None:
-    """The table whose listing yields ``resource`` (an ARN); None when it cannot be told,
-    and then a failed listing of any table in its account and region counts."""
-    parts = resource.split(":", 5) if isinstance(resource, str) else []
-    if len(parts) != 6 or parts[0] != "arn":
-        return None
-    kind = parts[5].split("/", 1)[0]
-    return _LISTED_IN.get((parts[2], kind))
-
-
-# --- what a pair of observations means -------------------------------------------------------
-
-
-def control_change(
-    before: str | None, after: str | None, *, in_scope: bool = True, old_unlisted: bool = False,
-    new_unlisted: bool = False,
-) -> str:
-    """The change of one control's verdict on one resource (see the module docstring)."""
-    if after is None:
-        if not in_scope:
-            return "out of scope"
-        if new_unlisted:
-            return "unknown"
-        # A failed listing's own row (resource "account/region") goes once the listing works.
-        return "error cleared" if before == "error" else "resource removed"
-    if before is None:
-        if not in_scope:
-            return "out of scope"
-        if not old_unlisted:
-            return {"alarm": "new alarm", "error": "error appeared"}.get(after, "resource added")
-        before = "error"  # OLD could not list it: it was not judged
-    if after == "alarm":
-        return {"alarm": "still failing", "error": "new alarm"}.get(before, "regressed")
-    if after == "error":
-        return "still failing" if before == "error" else "error appeared"
-    if before == "alarm":
-        return "fixed"
-    if before == "error":
-        return "error cleared"
-    return "unchanged" if before == after else "status changed"
-
-
-def inventory_change(
-    facet: str, before: str | None, after: str | None, *, in_old: bool, in_new: bool, in_scope: bool = True,
-    old_unlisted: bool = False, new_unlisted: bool = False,
-) -> str | None:
-    """The change of one inventory fact (``facet``: key, rotation or model); None when there
-    is nothing to say: a rotation status that did not change, or is known on one side only
-    (the key's own row says that it is unchanged, or why)."""
-    if not (in_old and in_new):
-        if facet == "rotation":
-            return None
-        if not in_scope:
-            return "out of scope"
-        if (in_old and new_unlisted) or (in_new and old_unlisted):
-            return "unknown"
-        return f"{facet} deleted" if in_old else f"{facet} added"
-    if before == after:
-        return None if facet == "rotation" else "unchanged"  # one unchanged row per key: its state's
-    if before is None or after is None:
-        return "unknown"  # the value could not be read on one side
-    if facet == "rotation":
-        return f"rotation turned {after}"
-    if facet == "model":
-        return "model key changed"
-    if after in ("PendingDeletion", "PendingReplicaDeletion"):
-        return "key pending deletion"
-    return _KEY_STATE_CHANGES.get((before, after), "key state changed")
 
 
 # --- the comparison --------------------------------------------------------------------------
@@ -201,6 +73,8 @@ class Comparison:
     counts: dict[str, int]
     notes: list[str]
     _work: apsw.Connection
+    muted: dict[str, int] = field(default_factory=dict)  # change -> its rows an exception mutes
+    muting: bool = False  # exceptions were given
 
     def rows(self, include_all: bool = False) -> Iterator[tuple]:
         """Rows of :data:`COLUMNS`, worst change first (then by control, account, region,
@@ -211,18 +85,21 @@ class Comparison:
         )
 
     def failing(self, fail_on: Iterable[str]) -> list[str]:
-        """The changes of ``fail_on`` (--fail-on names) that some row has."""
-        return [FAIL_ON[name] for name in dict.fromkeys(fail_on) if self.counts[FAIL_ON[name]]]
+        """The changes of ``fail_on`` (--fail-on names) that some row not muted has."""
+        return [FAIL_ON[name] for name in dict.fromkeys(fail_on)
+                if self.counts[FAIL_ON[name]] > self.muted.get(FAIL_ON[name], 0)]
 
 
 @contextmanager
 def compare_snapshots(
-    old_path: str | Path, new_path: str | Path, controls: Sequence[Control], *, timeout: float | None = None
+    old_path: str | Path, new_path: str | Path, controls: Sequence[Control], *, timeout: float | None = None,
+    exceptions: ExceptionFile | None = None,
 ) -> Iterator[Comparison]:
     """Compare snapshot ``old_path`` (the earlier audit) with ``new_path`` on ``controls``.
 
     Both are opened read-only; either one not a readable bedrock-sql snapshot with a collect
     run is a :class:`UserError`. Each statement stops after ``timeout`` seconds.
+    ``exceptions`` mutes the NEW findings its active entries cover (see the module doc).
     """
     with ExitStack() as stack:
         connections = [stack.enter_context(_open(label, Path(path), timeout)) for label, path in zip(_SIDES, (old_path, new_path))]
@@ -232,11 +109,14 @@ def compare_snapshots(
         stack.callback(work.close)
         _create_work_tables(work)
         for number, (side, connection) in enumerate(zip(sides, connections)):
-            _observe(work, number, side, connection, controls)
+            muter = exceptions.muter(connection) if exceptions is not None and number == 1 else None
+            _observe(work, number, side, connection, controls, muter)
         _pair(work)
         counts = dict.fromkeys(CHANGES, 0)
-        counts.update(work.execute("SELECT change, count(*) FROM diff GROUP BY change"))
-        yield Comparison(sides[0], sides[1], counts, _notes(*sides), work)
+        muted = dict.fromkeys(CHANGES, 0)
+        for change, total, muted_rows in work.execute("SELECT change, count(*), sum(muted) FROM diff GROUP BY change"):
+            counts[change], muted[change] = total, muted_rows
+        yield Comparison(sides[0], sides[1], counts, _notes(*sides), work, muted, exceptions is not None)
 
 
 @contextmanager
@@ -275,12 +155,14 @@ def _create_work_tables(work: apsw.Connection) -> None:
           table_name TEXT,         -- the table listing the resource (NULL: cannot be told)
           value TEXT,              -- the status; or the key state, rotation on/off, model key
           note TEXT,               -- the finding's reason; or the key's or model's name
-          named INTEGER NOT NULL   -- 0 for a key no model of this side names
+          named INTEGER NOT NULL,  -- 0 for a key no model of this side names
+          mute_reason TEXT         -- NEW's findings an accepted exception covers: why
         );
         CREATE TABLE scope(side INTEGER, account_id TEXT, region TEXT, PRIMARY KEY (side, account_id, region)) WITHOUT ROWID;
         CREATE TABLE listing_error(side INTEGER, table_name TEXT, account_id TEXT, region TEXT, cause TEXT);
         CREATE INDEX listing_error_unit ON listing_error(side, account_id, region);
-        CREATE TABLE diff(rank INTEGER, control, resource, before, after, change TEXT, account_id, region, reason TEXT);
+        CREATE TABLE diff(rank INTEGER, control, resource, before, after, change TEXT, account_id, region, reason TEXT,
+                          muted INTEGER, mute_reason TEXT);
         -- A side collected with --kms-keys needed (the default) holds only the keys its Bedrock
         -- resources name: a key missing there that it does not name was not looked at.
         CREATE TABLE needed_keys_side(side INTEGER PRIMARY KEY);
@@ -297,10 +179,12 @@ _MODELS_SQL = "SELECT account_id, region, arn, table_name, model_name, key_refer
 
 
 def _observe(work: apsw.Connection, number: int, side: Side, connection: apsw.Connection,
-             controls: Sequence[Control]) -> None:
+             controls: Sequence[Control], muter: Muter | None = None) -> None:
     """Copy what ``side`` says into the work database: its scope, failed listings, every
-    control's findings (one control at a time, streamed), and its keys and models."""
-    insert = "INSERT INTO observation VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?)"
+    control's findings (one control at a time, streamed; muted by ``muter``), and its keys
+    and models."""
+    insert = "INSERT INTO observation VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)"
+    mute = muter.apply if muter is not None else (lambda finding: finding)
     with work:
         work.executemany("INSERT INTO scope VALUES (?, ?, ?)", ((number, a, r) for a, r in side.pairs))
         work.executemany(
@@ -311,8 +195,8 @@ def _observe(work: apsw.Connection, number: int, side: Side, connection: apsw.Co
             prepared = prepare_control(connection, control)
             work.executemany(insert, (
                 (number, "control", control.id, f.account_id, f.region, f.resource, listed_in(f.resource), f.status,
-                 f.reason, 1)
-                for f in iter_findings(connection, prepared, None)
+                 f.reason, 1, f.mute_reason if f.muted else None)
+                for f in map(mute, iter_findings(connection, prepared, None))
             ))
         if not every_key_collected(connection):
             work.execute("INSERT INTO needed_keys_side VALUES (?)", (number,))
@@ -321,11 +205,11 @@ def _observe(work: apsw.Connection, number: int, side: Side, connection: apsw.Co
         for account, region, arn, state, rotation, title, named in connection.execute(_KEYS_SQL):
             facts = [("key", state)] + ([("rotation", "on" if rotation else "off")] if rotation is not None else [])
             work.executemany(insert, (
-                (number, INVENTORY, facet, account, region, arn, "aws_kms_key", value, title, int(bool(named)))
+                (number, INVENTORY, facet, account, region, arn, "aws_kms_key", value, title, int(bool(named)), None)
                 for facet, value in facts
             ))
         work.executemany(insert, (
-            (number, INVENTORY, "model", account, region, arn, table, key or BEDROCK_OWNED, name, 1)
+            (number, INVENTORY, "model", account, region, arn, table, key or BEDROCK_OWNED, name, 1, None)
             for account, region, arn, table, name, key in connection.execute(_MODELS_SQL)
         ))
 
@@ -348,14 +232,15 @@ def _uncollected_key(side: int, present: str) -> str:
 # the row holding the minimum). Keys no model names on either side are left out.
 _PAIRS_SQL = f"""
 WITH judged AS (
-  SELECT side, kind, facet, account_id, region, resource, table_name, value, note, named,
+  SELECT side, kind, facet, account_id, region, resource, table_name, value, note, named, mute_reason,
          min(CASE value {' '.join(f"WHEN '{s}' THEN {rank}" for rank, s in enumerate(STATUS_ORDER))} ELSE 9 END)
   FROM observation GROUP BY side, kind, facet, account_id, region, resource
 ), paired AS (
   SELECT kind, facet, account_id, region, resource, max(table_name) AS table_name,
          max(side = 0) AS in_old, max(side = 1) AS in_new,
          max(CASE side WHEN 0 THEN value END) AS before, max(CASE side WHEN 1 THEN value END) AS after,
-         max(CASE side WHEN 0 THEN note END) AS old_note, max(CASE side WHEN 1 THEN note END) AS new_note
+         max(CASE side WHEN 0 THEN note END) AS old_note, max(CASE side WHEN 1 THEN note END) AS new_note,
+         max(CASE side WHEN 1 THEN mute_reason END) AS mute_reason
   FROM judged GROUP BY kind, facet, account_id, region, resource HAVING max(named)
 )
 SELECT p.*,
@@ -374,66 +259,27 @@ def _pair(work: apsw.Connection) -> None:
     rank = {change: number for number, change in enumerate(CHANGES)}
     rows = filter(None, (_diff_row(*pair) for pair in work.execute(_PAIRS_SQL)))
     with work:
-        work.executemany("INSERT INTO diff VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)", ((rank[row[4]], *row) for row in rows))
+        work.executemany("INSERT INTO diff VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+                         ((rank[row[4]], *row) for row in rows))
 
 
 def _diff_row(kind, facet, account, region, resource, table, in_old, in_new, before, after, old_note, new_note,
-              in_scope, old_unlisted, new_unlisted) -> tuple | None:
+              mute_reason, in_scope, old_unlisted, new_unlisted) -> tuple | None:
     """One row of :data:`COLUMNS` for a pair; None when there is nothing to say."""
     scope = bool(in_scope)
     if kind == "control":
         change = control_change(before, after, in_scope=scope, old_unlisted=bool(old_unlisted),
                                 new_unlisted=bool(new_unlisted))
-        reason = _control_reason(change, account, region, old_note, new_note, old_unlisted, new_unlisted)
-        return facet, resource, before, after, change, account, region, reason
+        reason = control_reason(change, account, region, old_note, new_note, old_unlisted, new_unlisted)
+        return facet, resource, before, after, change, account, region, reason, int(mute_reason is not None), mute_reason
     change = inventory_change(facet, before, after, in_old=bool(in_old), in_new=bool(in_new), in_scope=scope,
                               old_unlisted=bool(old_unlisted), new_unlisted=bool(new_unlisted))
     if change is None:
         return None
-    reason = _inventory_reason(change, facet, new_note or old_note, before, after, account, region,
+    reason = inventory_reason(change, facet, new_note or old_note, before, after, account, region,
                                old_unlisted, new_unlisted, bool(in_old), bool(in_new))
-    return INVENTORY, resource, before if in_old else None, after if in_new else None, change, account, region, reason
-
-
-def _control_reason(change, account, region, old_note, new_note, old_unlisted, new_unlisted) -> str:
-    if change == "unknown":
-        return (f"The new snapshot could not list {account}/{region} ({new_unlisted}), so whether this resource "
-                f"still exists is unknown. Before: {old_note}")
-    if change == "resource removed":
-        return f"No longer in the new snapshot. Before: {old_note}"
-    if change == "out of scope":
-        only = "old" if new_note is None else "new"
-        return f"Only the {only} snapshot covers {account}/{region}. {old_note or new_note}"
-    if old_unlisted and old_note is None:
-        return f"{new_note} (The old snapshot could not list {account}/{region}: {old_unlisted}.)"
-    return new_note
-
-
-def _inventory_reason(change, facet, name, before, after, account, region, old_unlisted, new_unlisted, in_old,
-                      in_new) -> str:
-    thing = f"Model {name}" if facet == "model" else f"Key {name}"
-    if change == "out of scope":
-        return f"{thing}: only the {'old' if in_old else 'new'} snapshot covers {account}/{region}."
-    if change == "unknown" and not (in_old and in_new):
-        side, cause = ("new", new_unlisted) if in_old else ("old", old_unlisted)
-        return f"{thing}: the {side} snapshot could not list {account}/{region} ({cause}), so it cannot be compared."
-    if change == "unknown":
-        return f"{thing}: its {'key' if facet == 'model' else 'state'} could not be read in the {'new' if after is None else 'old'} snapshot."
-    if facet == "rotation":
-        return f"Automatic rotation of key {name} is {after}" + ("." if change == "unchanged" else f" (was {before}).")
-    if change.endswith("deleted"):
-        return f"{thing} is no longer in the new snapshot (it was {_value(facet, before)})."
-    if change.endswith("added"):
-        return f"{thing} is new ({_value(facet, after)})."
-    if change == "unchanged":
-        return f"{thing} is {_value(facet, after)}."
-    return f"{thing} was {_value(facet, before)}; now {_value(facet, after)}."
-
-
-def _value(facet: str, value: str | None) -> str:
-    if facet != "model":
-        return str(value)
-    return "encrypted with the Bedrock-owned key" if value == BEDROCK_OWNED else f"encrypted with key {value}"
+    return (INVENTORY, resource, before if in_old else None, after if in_new else None, change, account, region, reason,
+            0, None)
 
 
 def _notes(old: Side, new: Side) -> list[str]:
@@ -471,7 +317,8 @@ def _notes(old: Side, new: Side) -> list[str]:
 def summary_line(comparison: Comparison, *, include_all: bool = False) -> str:
     """Counts of each change (zero ones left out) and the two snapshots' collection times."""
     counts = comparison.counts
-    shown = [f"{change} {counts[change]}" for change in CHANGES if counts[change]]
+    shown = [f"{change} {counts[change]}" + (f" ({comparison.muted[change]} muted)" if comparison.muted.get(change) else "")
+             for change in CHANGES if counts[change]]
     text = f"Diff: {sum(counts.values())} row(s)" + (": " + ", ".join(shown) if shown else "")
     if not include_all and any(counts[change] for change in HIDDEN_CHANGES):
         text += f" ({' and '.join(HIDDEN_CHANGES)} rows are shown with --all)"
@@ -480,16 +327,31 @@ def summary_line(comparison: Comparison, *, include_all: bool = False) -> str:
 
 def write_diff(comparison: Comparison, fmt: str, out: TextIO, *, include_all: bool = False, colour: bool = False) -> None:
     """The rows in ``fmt``: ``table`` is one table per change, worst first; every other
-    format one flat list (``markdown`` after a line naming the two snapshots)."""
+    format one flat list (``markdown`` after a line naming the two snapshots). csv and json
+    carry ``muted`` and ``mute_reason`` always; table and markdown, which people read, only
+    when exceptions were given: ``after`` then says "(muted)" and ``mute_reason`` why."""
     rows = comparison.rows(include_all)
-    if fmt != "table":
-        if fmt == "markdown":
-            out.write(f"Changes from {comparison.old.describe()} to {comparison.new.describe()}.\n\n")
+    if fmt in MACHINE_FORMATS:
         render(COLUMNS, rows, fmt, out)
         return
-    columns = [c for c in COLUMNS if c != "change"]
+    shown = [c for c in COLUMNS if c != "muted" and (comparison.muting or c != "mute_reason")]
+    rows = (_for_people(row)[:len(shown)] for row in rows)
+    if fmt == "markdown":
+        out.write(f"Changes from {comparison.old.describe()} to {comparison.new.describe()}.\n\n")
+        render(shown, rows, fmt, out)
+        return
+    columns = [c for c in shown if c != "change"]
     for change, group in itertools.groupby(rows, key=lambda row: row[4]):
-        heading = f"{change} ({comparison.counts[change]})"
+        muted = comparison.muted.get(change)
+        heading = f"{change} ({comparison.counts[change]}" + (f", {muted} muted)" if muted else ")")
         out.write((click.style(heading, bold=True) if colour else heading) + "\n")
         render(columns, (row[:4] + row[5:] for row in group), "table", out)
         out.write("\n")
+
+
+def _for_people(row: tuple) -> tuple:
+    """The row of :data:`COLUMNS` without ``muted`` (mute_reason last); a muted ``after`` says so."""
+    *values, muted, mute_reason = row
+    if muted:
+        values[3] = f"{values[3]} (muted)"
+    return (*values, mute_reason)

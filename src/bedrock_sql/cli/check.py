@@ -11,12 +11,29 @@ import click
 from ..accounts import resolve_scope
 from ..aws import AwsOptions
 from ..errors import UserError
+from ..exceptions import ExceptionFile, load_exceptions
 from ..render import FORMATS, render
 from ..report import CHECK_FORMATS
 from ..diff import DIFF_FORMATS, FAIL_ON
 from ..progress import collect_with_progress
 from ..sql import snapshot_connection
 from .app import EXIT_PARTIAL, aws_options, cli, queries_option, timeout_option
+
+
+def exceptions_option(what_they_do_not: str):
+    """--exceptions FILE (env BEDROCK_SQL_EXCEPTIONS), for check and diff."""
+    return click.option(
+        "--exceptions", "exceptions_file", envvar="BEDROCK_SQL_EXCEPTIONS", type=click.Path(dir_okay=False),
+        metavar="FILE", help=f"Accepted risks (YAML or JSON): the findings they cover are shown muted and do not "
+                             f"{what_they_do_not} until the entry expires (env BEDROCK_SQL_EXCEPTIONS).")
+
+
+def load_exceptions_file(path: str, controls) -> ExceptionFile:
+    """The exceptions file, read and checked before anything is written; its warnings said."""
+    exceptions = load_exceptions(path, [c.id for c in controls])
+    for warning in exceptions.warnings():
+        click.echo(f"bedrock-sql: warning: {warning}", err=True)
+    return exceptions
 
 
 @cli.command("controls")
@@ -42,9 +59,7 @@ def controls_command(query_dirs, fmt):
               help="Also write the results to FILE; the format follows the name: "
                    ".csv .json .jsonl .md .asff.json .ocsf.json .html (repeatable).")
 @click.option("--live", is_flag=True, help="Collect from AWS now (into a throw-away snapshot) instead of reading --db.")
-@click.option("--exceptions", "exceptions_file", envvar="BEDROCK_SQL_EXCEPTIONS", type=click.Path(dir_okay=False),
-              metavar="FILE", help="Accepted risks (YAML or JSON): the findings they cover are shown muted and do not "
-                                   "fail the check until the entry expires (env BEDROCK_SQL_EXCEPTIONS).")
+@exceptions_option("fail the check")
 @click.option("--framework", metavar="NAME",
               help="Only the controls mapped to this framework (e.g. nist-800-53-rev5; `bedrock-sql controls` lists them).")
 @click.option("--to-security-hub", is_flag=True,
@@ -73,13 +88,8 @@ def check_command(ctx, control_ids, severity, fmt, exports, live, exceptions_fil
         from ..frameworks import select_framework
 
         controls = select_framework(controls, framework, every_control)
-    exceptions = None
-    if exceptions_file:  # read and checked before any finding is written
-        from ..exceptions import load_exceptions
-
-        exceptions = load_exceptions(exceptions_file, [c.id for c in every_control])
-        for warning in exceptions.warnings():
-            click.echo(f"bedrock-sql: warning: {warning}", err=True)
+    # Read and checked before any finding is written.
+    exceptions = load_exceptions_file(exceptions_file, every_control) if exceptions_file else None
     export_formats = [(path, export_format(path)) for path in exports]
     for path, _ in export_formats:  # say so now, not after every control has run
         if not Path(path).absolute().parent.is_dir():
@@ -137,11 +147,12 @@ def check_command(ctx, control_ids, severity, fmt, exports, live, exceptions_fil
 @click.option("--output", "-o", "fmt", type=click.Choice(DIFF_FORMATS), default="table", show_default=True)
 @click.option("--all", "include_all", is_flag=True, help="Also show unchanged and out-of-scope rows.")
 @click.option("--fail-on", "fail_on", multiple=True, type=click.Choice(list(FAIL_ON)),
-              help="Exit 1 when some row has this change (repeatable).")
+              help="Exit 1 when some row not muted has this change (repeatable).")
+@exceptions_option("count for --fail-on")
 @queries_option
 @timeout_option
 @click.pass_context
-def diff_command(ctx, old, new, fmt, include_all, fail_on, query_dirs, timeout):
+def diff_command(ctx, old, new, fmt, include_all, fail_on, exceptions_file, query_dirs, timeout):
     """What changed from snapshot OLD (the last audit) to NEW: every control's verdict on
     every resource, before and after (new alarm, fixed, regressed, ...), and the keys and
     models that changed. Worst first; unchanged rows only with --all."""
@@ -149,7 +160,8 @@ def diff_command(ctx, old, new, fmt, include_all, fail_on, query_dirs, timeout):
     from ..diff import MACHINE_FORMATS, compare_snapshots, summary_line, write_diff
 
     controls = load_controls(query_dirs)
-    with compare_snapshots(old, new, controls, timeout=timeout) as comparison:
+    exceptions = load_exceptions_file(exceptions_file, controls) if exceptions_file else None
+    with compare_snapshots(old, new, controls, timeout=timeout, exceptions=exceptions) as comparison:
         for note in comparison.notes:
             click.echo(f"bedrock-sql: note: {note}", err=True)
         write_diff(comparison, fmt, sys.stdout, include_all=include_all, colour=sys.stdout.isatty())

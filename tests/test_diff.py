@@ -14,7 +14,7 @@ from pathlib import Path
 
 import pytest
 
-from bedrock_sql.diff import CHANGES, control_change, inventory_change, listed_in
+from bedrock_sql.diff_changes import CHANGES, control_change, inventory_change, listed_in
 from helpers import run_main
 from snapshot_builder import ACCOUNT, MODELS, REGION, ROTATION, SEED, USABLE, SnapshotBuilder
 

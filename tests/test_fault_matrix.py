@@ -36,7 +36,7 @@ from aws_faults import FAULT_KINDS, Fault, Pager, call_of, mentions, page_number
 from bedrock_sql.accounts import resolve_scope
 from bedrock_sql.aws import AwsOptions
 from bedrock_sql.controls import bundled_controls
-from bedrock_sql.diff import listed_in
+from bedrock_sql.diff_changes import listed_in
 from bedrock_sql.errors import UserError
 from bedrock_sql.estate import SeededKey, SeededModel, _client, create_key, seed_models
 from bedrock_sql.estate_served import copy_model, deploy_model, import_model, provision_throughput

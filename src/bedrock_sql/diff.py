@@ -27,11 +27,11 @@ from typing import Iterable, Iterator, Sequence, TextIO
 import apsw
 import click
 
+from .controls import STATUS_ORDER, Control, SnapshotRun, iter_findings, prepare_control, snapshot_run
 from .diff_changes import (
     BEDROCK_OWNED, CHANGES, FAIL_ON, HIDDEN_CHANGES, INVENTORY, control_change, control_reason, inventory_change,
     inventory_reason, listed_in,
 )
-from .controls import STATUS_ORDER, Control, SnapshotRun, iter_findings, prepare_control, snapshot_run
 from .errors import UserError
 from .exceptions import ExceptionFile, Muter
 from .kms_need import every_key_collected, key_arns as needed_key_arns

@@ -265,6 +265,35 @@ def test_clicking_a_heading_sorts_by_it(page, demo_report: Report) -> None:
     assert ranks == sorted(ranks)
 
 
+def test_at_phone_width_the_cards_are_sorted_by_a_choice(page, demo_report: Report) -> None:
+    """The cards have no clickable headings: a Sort by choice does what they do, and Clear
+    puts the page's own order back."""
+    page.set_viewport_size({"width": 360, "height": 740})
+    opened = open_report(page, demo_report.path)
+    assert page.is_visible("#findings-sort")
+    # The headings are there for screen readers only (clipped to one pixel), not for a finger.
+    assert page.locator("#findings-table thead").bounding_box()["width"] <= 1
+    statuses = opened.statuses()
+    page.select_option("#findings-sort", "resource:-1")
+    resources = [r["Resource"] for r in opened.rows()]
+    assert resources == sorted(resources, key=str.lower, reverse=True) and opened.statuses() != statuses
+    assert page.get_attribute("#findings-table th[data-sort=resource]", "aria-sort") == "descending"
+    page.select_option("#findings-sort", "resource:1")
+    assert [r["Resource"] for r in opened.rows()] == sorted(resources, key=str.lower)
+    page.click("#filters button[type=reset]")
+    expect(page.locator("#findings-sort")).to_have_value("status:1")
+    assert opened.statuses() == statuses
+    assert opened.errors == []
+
+
+def test_at_desktop_width_the_headings_sort_and_the_choice_follows(page, demo_report: Report) -> None:
+    open_report(page, demo_report.path)
+    assert not page.is_visible("#findings-sort")  # the headings sort there
+    page.click("#findings-table th[data-sort=region] button")
+    page.click("#findings-table th[data-sort=region] button")
+    assert page.input_value("#findings-sort") == "region:-1"
+
+
 def test_no_request_leaves_the_page(page, demo_report: Report) -> None:
     opened = open_report(page, demo_report.path)
     page.select_option("#filter-status", "alarm")

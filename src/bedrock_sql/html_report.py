@@ -347,16 +347,26 @@ class HtmlReport:
             + "</select></div>"
             for name, values in options.items()
         )
+        # Phone width turns the table into cards, whose column headings cannot be clicked:
+        # there the same sorts are a choice in the form (hidden on wider screens).
+        sort_choice = ('<div class="sort-choice"><label for="findings-sort">Sort by</label>'
+                       '<select id="findings-sort" name="sort">'
+                       + "".join(f'<option value="{key}:{direction}"{" selected" if (key, direction) == ("status", 1) else ""}>'
+                                 f'{name}, {"ascending" if direction == 1 else "descending"}</option>'
+                                 for key, name in TABLE_COLUMNS for direction in (1, -1))
+                       + "</select></div>")
         sorted_by = ' aria-sort="ascending"'  # the rows come in the status column's ascending order
         head = "".join(f'<th scope="col" data-sort="{key}"{sorted_by if key == "status" else ""}>'
                        f'<button type="button">{name}</button></th>' for key, name in TABLE_COLUMNS)
         return ('<section id="findings" aria-labelledby="findings-title">\n<h2 id="findings-title">Findings</h2>\n'
                 '<p class="note">Most severe first: errors, then alarms (unmuted first, models in use first). '
-                "Click a column heading to sort by it; each finding that needs action says how to fix it.</p>\n"
+                "Click a column heading to sort by it (on a narrow screen: Sort by); each finding that needs action says "
+                "how to fix it.</p>\n"
                 + limit_note
                 + f'<form id="filters" class="filters" role="search" aria-label="Filter the findings" hidden>{selects}'
                 '<div class="grow"><label for="filter-search">Search</label><input type="search" id="filter-search" '
                 'name="search" placeholder="model, key, ARN, reason..." autocomplete="off"></div>'
+                + sort_choice +
                 '<div><button type="reset">Clear</button></div></form>\n'
                 '<p id="findings-count" role="status" aria-live="polite"></p>\n'
                 '<noscript><p class="warn">The findings table needs JavaScript. The summaries on this page are complete; '

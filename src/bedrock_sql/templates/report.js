@@ -19,6 +19,7 @@
   var body = table.tBodies[0];
   var countLine = document.getElementById("findings-count");
   var more = document.getElementById("show-more"), all = document.getElementById("show-all");
+  var sortChoice = document.getElementById("findings-sort");
   var view = [], shown = PAGE, order = { key: "status", dir: 1 }, haystacks = null;
 
   function inUseKey(row) { return String(row[IN_USE]); }
@@ -169,17 +170,29 @@
     more.textContent = "Show " + number(Math.min(PAGE, view.length - count)) + " more";
   }
 
+  // A heading clicked: its column, ascending, or the other way when it is already the order.
   function sortBy(key) {
-    order = { key: key, dir: order.key === key ? -order.dir : 1 };
+    setOrder(key, order.key === key ? -order.dir : 1);
+  }
+
+  // The order shown by the headings (aria-sort) and by the phone width's choice, kept alike.
+  function setOrder(key, dir) {
+    order = { key: key, dir: dir };
     Array.prototype.forEach.call(table.tHead.rows[0].cells, function (th) {
       if (th.getAttribute("data-sort") === key) {
-        th.setAttribute("aria-sort", order.dir === 1 ? "ascending" : "descending");
+        th.setAttribute("aria-sort", dir === 1 ? "ascending" : "descending");
       } else {
         th.removeAttribute("aria-sort");
       }
     });
+    sortChoice.value = key + ":" + dir;
     sortView();
     render(false);
+  }
+
+  function chosenOrder() {
+    var parts = sortChoice.value.split(":");
+    setOrder(parts[0], Number(parts[1]));
   }
 
   // Links in the summaries (a count of a control, account or region) set the filters.
@@ -195,8 +208,11 @@
 
   var searchTimer = null;
   form.addEventListener("submit", function (event) { event.preventDefault(); applyFilters(); });
-  form.addEventListener("change", applyFilters);
-  form.addEventListener("reset", function () { window.setTimeout(applyFilters, 0); });
+  form.addEventListener("change", function (event) {
+    if (event.target === sortChoice) { chosenOrder(); } else { applyFilters(); }
+  });
+  // Clear puts the filters and the order back as the page opened (errors first).
+  form.addEventListener("reset", function () { window.setTimeout(function () { chosenOrder(); applyFilters(); }, 0); });
   search.addEventListener("input", function () {
     window.clearTimeout(searchTimer);
     searchTimer = window.setTimeout(applyFilters, 120);

@@ -10,12 +10,12 @@ import click
 
 from ..accounts import resolve_scope
 from ..aws import AwsOptions
+from ..diff import DIFF_FORMATS, FAIL_ON
 from ..errors import UserError
 from ..exceptions import ExceptionFile, load_exceptions
+from ..progress import collect_with_progress
 from ..render import FORMATS, render
 from ..report import CHECK_FORMATS
-from ..diff import DIFF_FORMATS, FAIL_ON
-from ..progress import collect_with_progress
 from ..sql import snapshot_connection
 from .app import EXIT_PARTIAL, aws_options, cli, queries_option, timeout_option
 
@@ -137,8 +137,6 @@ def check_command(ctx, control_ids, severity, fmt, exports, live, exceptions_fil
             click.echo(line, err=True)
     # Findings that did not reach Security Hub: no verdict CI may read as delivered.
     ctx.exit(EXIT_PARTIAL if hub is not None and hub.failed else exit_code(result.counts))
-
-
 
 
 @cli.command("diff")

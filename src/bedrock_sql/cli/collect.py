@@ -8,10 +8,10 @@ import click
 
 from ..accounts import resolve_scope
 from ..aws import AwsOptions
-from ..shard import Shard, parse_shard
 from ..kms_need import DEFAULT_KMS_KEY_MODE, KMS_KEY_MODES
 from ..model_context import DEFAULT_MODEL_CONTEXT, MODEL_CONTEXT_MODES
 from ..progress import collect_with_progress
+from ..shard import Shard, parse_shard
 from .app import EXIT_OK, EXIT_PARTIAL, aws_options, cli
 
 
@@ -44,8 +44,6 @@ def collect_command(ctx, aws: AwsOptions, quiet: bool, force: bool, shard: Shard
     result = collect_with_progress(scope, db, aws.max_workers, quiet, force=force, kms_keys=kms_keys,
                                    model_context=model_context)
     ctx.exit(EXIT_PARTIAL if result.errors else EXIT_OK)
-
-
 
 
 @cli.command("merge")

@@ -10,8 +10,8 @@ from .. import __version__
 from ..aws import AwsOptions
 from ..engine import ErrorLog
 from ..errors import UserError
-from ..render import FORMATS, render
 from ..progress import echo_errors
+from ..render import FORMATS, render
 from ..sql import live_connection, run_query, snapshot_connection
 from .app import EXIT_PARTIAL, aws_options, cli, timeout_option
 
@@ -45,8 +45,6 @@ class _SqlArgumentCommand(click.Command):
         return super().parse_args(ctx, marked)
 
 
-
-
 @cli.command("query", cls=_SqlArgumentCommand)
 @click.argument("sql", required=False)
 @click.option("-f", "--file", "sql_file", type=click.File("r"), help="Read the SQL from FILE.")
@@ -78,8 +76,6 @@ def query_command(ctx, sql, sql_file, fmt, live, timeout, aws: AwsOptions):
     with snapshot_connection(ctx.obj["db"], timeout=timeout) as connection:
         result = run_query(connection, sql)
         render(result.columns, result.rows, fmt, sys.stdout)
-
-
 
 
 @cli.command("shell")

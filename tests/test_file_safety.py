@@ -1,8 +1,8 @@
 """Files are safe: collect replaces only bedrock-sql snapshots (or nothing), demo only its
 own snapshots, and neither ever writes beside a file it refuses (no -journal, no -wal).
 
-In process with moto (``world``), except the last test, which runs the CLI as a subprocess
-and collects a real snapshot from the moto server first.
+In process with moto (``world``), except the tests that run the CLI as a subprocess against
+the moto server: the demo's, and those where another local user plants names or swaps files.
 """
 
 from __future__ import annotations
@@ -10,6 +10,9 @@ from __future__ import annotations
 import json
 import os
 import sqlite3
+import stat
+import subprocess
+import sys
 from pathlib import Path
 from typing import Callable
 
@@ -22,7 +25,7 @@ from bedrock_sql.demo import DEMO_NOTE, check_demo_target, is_demo_snapshot
 from bedrock_sql.errors import UserError
 from bedrock_sql.estate import seed_models
 from bedrock_sql.snapshot_file import APPLICATION_ID, check_replaceable, not_a_snapshot
-from e2e_helpers import cli_env, describe, run_cli
+from e2e_helpers import AwsProxy, AwsRequest, cli_env, describe, run_cli
 from helpers import World, fast_regions, world  # noqa: F401
 from helpers import run_main as run
 from snapshot_builder import SnapshotBuilder
@@ -266,3 +269,89 @@ def test_demo_never_writes_the_users_snapshot(server_session, moto_url: str, tmp
     assert is_demo_snapshot(tmp_path / "mine.db") and "bedrock-sql --db mine.db query" in elsewhere.stderr
     assert sorted(p.name for p in tmp_path.iterdir()) == ["bedrock-demo.db", "mine.db", "real.db"]
     assert os.stat(real).st_mtime_ns == before[1]
+
+
+# --- names planted by another local user, and files swapped while collect runs ---------------
+
+# Plants the names a collect run as this very process would use, then becomes that collect
+# (exec keeps the PID, which the partial file's name holds): argv = VICTIM, CLI arguments...
+_PLANT_THEN_COLLECT = """
+import os, socket, sys
+from pathlib import Path
+host, victim = socket.gethostname(), sys.argv[1]
+Path(f".bedrock.db.{host}.{os.getpid()}.partial").symlink_to(victim)
+dead = int(Path("/proc/sys/kernel/pid_max").read_text()) + 1
+Path(f".bedrock.db.{host}.{dead}.partial").mkdir()  # a stale partial's name, as a folder
+os.execv(sys.executable, [sys.executable, "-m", "bedrock_sql", *sys.argv[2:]])
+"""
+
+
+def test_cli_collect_is_not_blocked_by_a_planted_partial_name(server_session, moto_url: str, tmp_path: Path) -> None:
+    """Another local user creates the partial file's name first (it is guessable: host and
+    PID), as a symlink to a file of the user's, and a folder at a stale partial's name. It was
+    "File exists" (exit 2) and a traceback (exit 1); now the collect takes a name nobody can
+    guess, follows nothing and leaves what others made alone."""
+    seed_models(server_session, "us-east-1", 2, endpoint_url=moto_url)
+    victim = tmp_path / "victim.txt"
+    victim.write_text("keep me\n")
+    work = tmp_path / "work"
+    work.mkdir()
+    result = subprocess.run([sys.executable, "-c", _PLANT_THEN_COLLECT, str(victim), "collect", "--region", "us-east-1"],
+                            cwd=work, env=cli_env(moto_url), capture_output=True, text=True, timeout=120)
+    assert result.returncode == 0, describe(result)
+    assert "Traceback" not in result.stderr
+    assert victim.read_text() == "keep me\n"
+    planted = sorted(p for p in work.iterdir() if p.name != "bedrock.db")
+    assert len(planted) == 2 and all(p.name.endswith(".partial") for p in planted), planted  # untouched:
+    assert sorted("link" if p.is_symlink() else "folder" if p.is_dir() else "file" for p in planted) == ["folder", "link"]
+    assert application_id(work / "bedrock.db") == APPLICATION_ID
+
+
+def test_cli_collect_refuses_a_target_replaced_while_it_runs(server_session, moto_url: str, tmp_path: Path) -> None:
+    """Checked at the start, and again just before the rename: the user (or anyone) saves a
+    file that is no snapshot at --db while the collect runs. Exit 2, one line, that file kept."""
+    seed_models(server_session, "us-east-1", 2, endpoint_url=moto_url)
+    db = tmp_path / "bedrock.db"
+    planted: list[str] = []
+
+    def save_notes_at_db_once(request: AwsRequest):
+        if request.service == "bedrock" and not planted:
+            planted.append(request.operation or "?")
+            staged = tmp_path / "notes.staged"
+            staged.write_text("meeting notes\n")
+            os.replace(staged, db)  # whole at once: the collect never sees half a file
+        return None  # forwarded to moto as usual
+
+    with AwsProxy(moto_url, rule=save_notes_at_db_once) as proxy:
+        result = run_cli(["--db", "bedrock.db", "collect", "--region", "us-east-1"], cwd=tmp_path,
+                         env=cli_env(proxy.url), timeout=120)
+    assert planted, "no Bedrock request reached the proxy"
+    assert result.returncode == 2, describe(result)
+    assert "Traceback" not in result.stderr
+    assert result.stderr.splitlines()[-1] == (
+        "bedrock-sql: error: refusing to replace bedrock.db: not a bedrock-sql snapshot (not a SQLite database); "
+        "to replace it anyway: bedrock-sql --db bedrock.db collect --force"
+    ), result.stderr
+    assert db.read_text() == "meeting notes\n"
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["bedrock.db"]  # no partial file left
+
+
+def test_check_export_replaces_a_planted_symlink_not_its_target(tmp_path: Path, capsys) -> None:
+    """``check --export FILE`` writes a new file (0600) and renames it over FILE: a symlink
+    planted at FILE is replaced, what it points at is never opened."""
+    snap = SnapshotBuilder(tmp_path / "s.db")
+    snap.add_model("m1")
+    snap.add_run()
+    victim = tmp_path / "victim.txt"
+    victim.write_text("keep me\n")
+    victim.chmod(0o644)
+    exports = {name: tmp_path / name for name in ("findings.csv", "findings.json", "report.html")}
+    for path in exports.values():
+        path.symlink_to(victim)
+    code, _, err = run(capsys, "--db", snap.path, "check", *(a for p in exports.values() for a in ("--export", p)))
+    assert code == 1, err  # the model uses the Bedrock owned key: alarm
+    assert victim.read_text() == "keep me\n" and stat.S_IMODE(victim.stat().st_mode) == 0o644
+    for path in exports.values():
+        assert not path.is_symlink() and path.stat().st_size > 0
+        assert stat.S_IMODE(path.stat().st_mode) == 0o600
+    assert not [p for p in tmp_path.iterdir() if p.name.endswith(".partial")]

@@ -12,6 +12,7 @@ import hashlib
 import json
 import os
 import shutil
+import signal
 import sqlite3
 import stat
 import subprocess
@@ -37,7 +38,7 @@ from bedrock_sql.errors import UserError
 from bedrock_sql.estate import create_key, seed_models
 from bedrock_sql.merge import merge_snapshots
 from bedrock_sql.providers import TABLES
-from bedrock_sql.shard import Shard, note_shard, parse_shard, shard_of
+from bedrock_sql.shard import Shard, json_list, note_shard, parse_shard, shard_note, shard_of
 from bedrock_sql.snapshot import collect
 from bedrock_sql.snapshot_file import APPLICATION_ID
 from bedrock_sql.sql import snapshot_connection
@@ -92,6 +93,7 @@ def test_shard_of_is_the_same_in_another_process() -> None:
         ("1/2/3", "give I/N"),
         ("3/3", "the index must be from 0 to 2"),
         ("0/0", "the number of shards must be at least 1"),
+        ("١/٣", "give I/N"),  # digits to int() and to \d without re.ASCII, not to us
     ],
 )
 def test_bad_shard_values_are_one_line(capsys, tmp_path: Path, value: str, message: str) -> None:
@@ -101,6 +103,13 @@ def test_bad_shard_values_are_one_line(capsys, tmp_path: Path, value: str, messa
     assert line.startswith("bedrock-sql: error: --shard") and message in line, line
     assert not (tmp_path / "x.db").exists()
     assert parse_shard(" 2/3 ") == Shard(2, 3)
+
+
+def test_shard_notes_are_read_as_collect_writes_them() -> None:
+    assert note_shard(["regions without Bedrock: none", shard_note(Shard(1, 3), 2, 6)]) == Shard(1, 3)
+    for forged in ("shard 3/3: x", "shard 0/0: x", "shard ١/٣: x", " shard 1/3: x"):
+        assert note_shard([forged]) is None, forged
+    assert json_list("[" * 100_000) == []  # nested past Python's stack: no RecursionError
 
 
 def test_shard_filters_accounts_before_assuming_their_roles(aws, tmp_path: Path, monkeypatch) -> None:
@@ -312,6 +321,32 @@ def test_missing_shard_is_refused_unless_forced(collected: Collected, tmp_path: 
     assert accounts == {*ACCOUNTS_BY_SHARD[0], *ACCOUNTS_BY_SHARD[1]} - {DENIED}
 
 
+def test_a_huge_shard_count_in_a_note_is_named_briefly(collected: Collected, tmp_path: Path) -> None:
+    """The count comes from the inputs' notes: a forged "shard 0/1000000000000" must not make
+    merge list (or loop over) every missing shard."""
+    (shard,) = collected.copy(tmp_path, "shard-0.db")
+    with sqlite3.connect(shard) as connection:
+        (notes,) = connection.execute("SELECT notes FROM bedrock_sql_runs").fetchone()
+        notes = [n.replace("shard 0/3:", "shard 0/1000000000000:") for n in json.loads(notes)]
+        connection.execute("UPDATE bedrock_sql_runs SET notes = ?", (json.dumps(notes),))
+
+    def too_long(*_):
+        raise TimeoutError("merge went through every one of the shards")
+
+    previous = signal.signal(signal.SIGALRM, too_long)
+    signal.alarm(30)  # fails the test, rather than hanging it, on the bug
+    try:
+        with pytest.raises(UserError) as refused:
+            merge_snapshots(tmp_path / "merged.db", [shard])
+    finally:
+        signal.alarm(0)
+        signal.signal(signal.SIGALRM, previous)
+    assert str(refused.value).startswith(
+        "shard(s) 1/1000000000000, 2/1000000000000, 3/1000000000000, 4/1000000000000, 5/1000000000000, "
+        "6/1000000000000, 7/1000000000000, 8/1000000000000, 9/1000000000000, 10/1000000000000 and 999999999989 more "
+        "missing: the merged snapshot would lack their accounts (merge all 1000000000000 shards)")
+
+
 def test_overlapping_accounts_are_refused_unless_forced(collected: Collected, tmp_path: Path, capsys) -> None:
     out = tmp_path / "merged.db"
     full, shard0, shard1, shard2 = map(str, (collected.full, *collected.shards))
@@ -408,7 +443,23 @@ def test_interrupted_merge_leaves_out_untouched(collected: Collected, tmp_path: 
     (out,) = collected.copy(tmp_path, "full.db")  # OUT: an earlier snapshot
     before = sha256(out)
     shard0, shard1, shard2 = collected.copy(tmp_path, "shard-0.db", "shard-1.db", "shard-2.db")
-    _corrupt_table(shard2, "aws_bedrock_custom_model")  # fails once shards 0 and 1 are copied
+    # Damaged from the start: refused as the inputs are read, before anything is written.
+    _corrupt_table(shard2, "aws_bedrock_custom_model")
+    line = refusal(capsys, "merge", str(out), str(shard0), str(shard1), str(shard2))
+    assert line.startswith(f"bedrock-sql: error: {shard2} is not a readable bedrock-sql snapshot (") and "malformed" in line
+    assert sha256(out) == before
+
+    # Damaged once read (say, a copy still arriving): fails once shards 0 and 1 are written.
+    shutil.copy(collected.shards[2], shard2)
+    real_read = bedrock_sql.merge._read_input
+
+    def read_then_damage(path: Path):
+        item = real_read(path)
+        if path == shard2:
+            _corrupt_table(shard2, "aws_bedrock_custom_model")
+        return item
+
+    monkeypatch.setattr(bedrock_sql.merge, "_read_input", read_then_damage)
     code, _, err = run(capsys, "merge", str(out), str(shard0), str(shard1), str(shard2))
     assert code == 2 and "Traceback" not in err
     *progress, line = err.splitlines()
@@ -416,6 +467,7 @@ def test_interrupted_merge_leaves_out_untouched(collected: Collected, tmp_path: 
     assert line.startswith(f"bedrock-sql: error: cannot merge {shard2} into {out}: ") and "malformed" in line, line
     assert sha256(out) == before
     assert sorted(p.name for p in tmp_path.iterdir()) == ["full.db", "shard-0.db", "shard-1.db", "shard-2.db"]
+    monkeypatch.undo()
 
     # Interrupted (Ctrl-C) while writing: the partial file goes, OUT stays.
     shutil.copy(collected.shards[2], shard2)
@@ -435,6 +487,167 @@ def test_merge_needs_a_snapshot(tmp_path: Path, capsys) -> None:
     assert code == 2 and "Missing argument 'SNAPSHOT...'" in err
     with pytest.raises(UserError, match="at least one snapshot"):
         merge_snapshots(tmp_path / "out.db", [])
+
+
+# --------------------------------------------------------------------------- forged shards, swapped files
+
+
+FORGERIES = [
+    # (shard, table, column, forged value): what a shard's author (or anyone who could edit it) may try
+    (1, "aws_bedrock_custom_model", "account_id", "123456789012; touch x"),
+    (1, "aws_bedrock_custom_model", "region", "us-east-1$(id)"),
+    (1, "aws_bedrock_model_customization_job", "account_id", "111111111111\n"),
+    (1, "aws_bedrock_model_customization_job", "partition", "aws`id`"),
+    (1, "aws_kms_key", "arn", "arn:aws:kms:us-east-1:111111111111:key/x y"),
+    (0, "bedrock_sql_errors", "region", "us-east-1\x1b[2J"),  # shard 0 holds the denied account's errors
+]
+
+
+def no_controls(text: str) -> bool:
+    return all(ch == "\n" or ch.isprintable() for ch in text)
+
+
+@pytest.mark.parametrize("index,table,column,value", FORGERIES, ids=lambda v: ascii(v)[:30])
+def test_a_shard_with_a_forged_identifier_is_refused(collected: Collected, tmp_path: Path, capsys, index: int,
+                                                     table: str, column: str, value: str) -> None:
+    (out,) = collected.copy(tmp_path, "full.db")  # OUT: an earlier snapshot, to be left whole
+    before = sha256(out)
+    shards = collected.copy(tmp_path, "shard-0.db", "shard-1.db", "shard-2.db")
+    with sqlite3.connect(shards[index]) as connection:
+        (rowid,) = connection.execute(f"SELECT max(rowid) FROM {table} WHERE {column} IS NOT NULL").fetchone()
+        assert rowid is not None, f"shard {index} holds no {table}.{column} to forge"
+        connection.execute(f"UPDATE {table} SET {column} = ? WHERE rowid = ?", (value, rowid))
+    kind = "account id" if column.endswith("account_id") else column
+    for force in (False, True):  # --force merges what does not fit, never what was forged
+        with pytest.raises(UserError) as refused:
+            merge_snapshots(out, shards, force=force)
+        assert str(refused.value) == (f"{shards[index]} is refused: {table} row {rowid} has {column} {value!r} is no "
+                                      f"valid {kind} (a snapshot holds what AWS returned; this one was altered)")
+        line = refusal(capsys, "merge", *(["--force"] if force else []), str(out), *map(str, shards))
+        assert line.startswith(f"bedrock-sql: error: {shards[index]} is refused: {table} row {rowid} has {column} ")
+        assert no_controls(line)
+        assert sha256(out) == before
+        assert sorted(p.name for p in tmp_path.iterdir()) == ["full.db", "shard-0.db", "shard-1.db", "shard-2.db"]
+
+
+def test_a_shard_with_forged_run_accounts_is_refused(collected: Collected, tmp_path: Path, capsys) -> None:
+    """The run's accounts are printed (which shards hold an account) and date findings."""
+    shards = collected.copy(tmp_path, "shard-0.db", "shard-1.db", "shard-2.db")
+    with sqlite3.connect(shards[2]) as connection:
+        connection.execute("UPDATE bedrock_sql_runs SET accounts = ?",
+                           (json.dumps([ACCOUNTS_BY_SHARD[2][0], "\x1b]0;pwned\x07"]),))
+    out = tmp_path / "merged.db"
+    with pytest.raises(UserError) as refused:
+        merge_snapshots(out, shards)
+    assert str(refused.value).startswith(f"{shards[2]} is refused: bedrock_sql_runs row 1 has accounts holding "
+                                         "'\\x1b]0;pwned\\x07', no valid account id")
+    line = refusal(capsys, "merge", str(out), *map(str, shards))
+    assert no_controls(line) and not out.exists()
+
+
+def test_a_shard_with_a_forged_version_or_table_name_says_so_escaped(collected: Collected, tmp_path: Path,
+                                                                     capsys) -> None:
+    shards = collected.copy(tmp_path, "shard-0.db", "shard-1.db", "shard-2.db")
+    with sqlite3.connect(shards[0]) as connection:
+        connection.execute('CREATE TABLE "future\x1b[2J"(x)')
+    notes: list[str] = []
+    merge_snapshots(tmp_path / "merged.db", shards, echo=notes.append)
+    assert f"Note: {shards[0]}: table(s) and column(s) this version does not know are left out: " \
+           "'future\\x1b[2J'" in notes
+
+    with sqlite3.connect(shards[1]) as connection:
+        connection.execute("UPDATE bedrock_sql_runs SET tool_version = ?", ("0.1.0\x1b[2J",))
+    with pytest.raises(UserError) as refused:
+        merge_snapshots(tmp_path / "other.db", shards, force=True)
+    assert str(refused.value) == (f"{shards[1]} is refused: bedrock_sql_runs has tool_version '0.1.0\\x1b[2J', "
+                                  "no bedrock-sql version (a snapshot holds what collect wrote; this one was altered)")
+    line = refusal(capsys, "merge", "--force", str(tmp_path / "other.db"), *map(str, shards))
+    assert no_controls(line) and not (tmp_path / "other.db").exists()
+
+
+def test_a_shard_forged_after_it_was_read_is_refused_as_attached(collected: Collected, tmp_path: Path, capsys,
+                                                                 monkeypatch) -> None:
+    """The inputs are read (and checked) first, then attached and copied: a shard replaced in
+    between is checked again as attached, so no row reaches OUT unchecked."""
+    shard0, shard1, shard2 = collected.copy(tmp_path, "shard-0.db", "shard-1.db", "shard-2.db")
+    forged = tmp_path / "forged.db"
+    shutil.copy(shard2, forged)
+    with sqlite3.connect(forged) as connection:
+        connection.execute("UPDATE aws_bedrock_custom_model SET account_id = '222222222222;id' WHERE rowid = 1")
+    real_read = bedrock_sql.merge._read_input
+
+    def read_then_swap(path: Path):
+        item = real_read(path)
+        if path == shard2:
+            os.replace(forged, shard2)
+        return item
+
+    monkeypatch.setattr(bedrock_sql.merge, "_read_input", read_then_swap)
+    out = tmp_path / "merged.db"
+    code, _, err = run(capsys, "merge", str(out), str(shard0), str(shard1), str(shard2))
+    assert code == 2 and "Traceback" not in err
+    assert err.splitlines()[-1] == (
+        f"bedrock-sql: error: {shard2} is refused: aws_bedrock_custom_model row 1 has account_id '222222222222;id' "
+        "is no valid account id (a snapshot holds what AWS returned; this one was altered)")
+    assert not out.exists() and sorted(p.name for p in tmp_path.iterdir()) == ["shard-0.db", "shard-1.db", "shard-2.db"]
+
+
+def test_an_out_replaced_while_merging_is_left_untouched(collected: Collected, tmp_path: Path, capsys,
+                                                         monkeypatch) -> None:
+    """OUT is checked at the start and again just before the rename: a file that is no
+    snapshot saved at OUT while the merge writes is kept, the merge refused (exit 2)."""
+    shard0, shard1, shard2 = collected.copy(tmp_path, "shard-0.db", "shard-1.db", "shard-2.db")
+    out = tmp_path / "merged.db"
+    real_finish = bedrock_sql.merge.finish_snapshot
+
+    def finish_while_notes_are_saved(*args, **kwargs):
+        out.write_text("meeting notes\n")
+        return real_finish(*args, **kwargs)
+
+    monkeypatch.setattr(bedrock_sql.merge, "finish_snapshot", finish_while_notes_are_saved)
+    code, _, err = run(capsys, "merge", str(out), str(shard0), str(shard1), str(shard2))
+    assert code == 2 and "Traceback" not in err
+    *progress, line = err.splitlines()
+    assert [p.split(":")[0] for p in progress] == [f"Merging {shard}" for shard in (shard0, shard1, shard2)]
+    assert line == (f"bedrock-sql: error: refusing to replace {out}: not a bedrock-sql snapshot (not a SQLite "
+                    "database); choose another OUT")
+    assert out.read_text() == "meeting notes\n"
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["merged.db", "shard-0.db", "shard-1.db", "shard-2.db"]
+
+
+def test_a_partial_out_swapped_for_a_symlink_is_not_written_through(collected: Collected, tmp_path: Path, capsys,
+                                                                     monkeypatch) -> None:
+    shards = collected.copy(tmp_path, "shard-0.db", "shard-1.db", "shard-2.db")
+    victim = tmp_path / "elsewhere" / "empty-but-mine.txt"
+    victim.parent.mkdir()
+    victim.touch()
+    real_open_partial = bedrock_sql.merge.open_partial
+
+    def then_swap(*args, **kwargs):
+        partial = real_open_partial(*args, **kwargs)
+        partial.unlink()
+        partial.symlink_to(victim)
+        return partial
+
+    monkeypatch.setattr(bedrock_sql.merge, "open_partial", then_swap)
+    out = tmp_path / "merged.db"
+    line = refusal(capsys, "merge", str(out), *map(str, shards))
+    assert line.startswith(f"bedrock-sql: error: cannot merge into {out}: ")
+    assert victim.stat().st_size == 0 and not out.exists()
+
+
+def test_inputs_and_out_may_be_reached_through_symlinks(collected: Collected, tmp_path: Path, capsys) -> None:
+    """Only the partial file's own name must not be a symlink: inputs may be links, and OUT's
+    folder may be reached through one."""
+    (tmp_path / "real").mkdir()
+    (tmp_path / "linked").symlink_to(tmp_path / "real")
+    links = []
+    for shard in collected.shards:
+        links.append(tmp_path / f"link-{shard.name}")
+        links[-1].symlink_to(shard)
+    code, _, err = run(capsys, "merge", str(tmp_path / "linked" / "merged.db"), *map(str, links))
+    assert code == 0, err
+    assert rows(tmp_path / "real" / "merged.db", "aws_bedrock_custom_model") == rows(collected.full, "aws_bedrock_custom_model")
 
 
 # --------------------------------------------------------------------------- manifests

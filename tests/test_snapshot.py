@@ -381,3 +381,128 @@ def test_collect_into_a_missing_directory_is_a_user_error(world: World, tmp_path
     with pytest.raises(UserError, match="no directory"):
         snapshot.collect(scope_for(("us-east-1",)), tmp_path / "nope" / "bedrock.db")
     assert list(tmp_path.iterdir()) == []
+
+
+def _dead_pid() -> int:
+    return int(Path("/proc/sys/kernel/pid_max").read_text()) + 1  # never a live process
+
+
+def test_stale_partials_are_recognised_in_both_name_forms(world: World, tmp_path: Path) -> None:
+    """A killed collect's partial is ".NAME.HOST.PID.partial", or ".NAME.HOST.PID.RANDOM.partial"
+    when the plain name was taken: both are cleaned up, names that only look alike are not."""
+    host, dead = socket.gethostname(), _dead_pid()
+    removed = [tmp_path / f".bedrock.db.{host}.{dead}.partial", tmp_path / f".bedrock.db.{host}.{dead}.k3j_9x0a.partial",
+               tmp_path / f".bedrock.db.{host}.{'9' * 30}.partial"]  # past any PID (os.kill: OverflowError)
+    kept = [tmp_path / f".bedrock.db.{host}.١٢٣.partial",  # digits to str.isdigit(), no PID
+            tmp_path / f".bedrock.db.{host}.0.partial",  # os.kill(0) asks about our own group: alive
+            tmp_path / f".bedrock.db.{host}.{dead}.UPPER.partial",  # not mkstemp's letters
+            tmp_path / f".bedrock.db.{host}x.{dead}.partial"]  # another host
+    for path in [*removed, *kept]:
+        path.write_bytes(b"half a snapshot")
+    snapshot.collect(scope_for(("us-east-1",)), tmp_path / "bedrock.db")
+    assert [p for p in removed if p.exists()] == []
+    assert [p for p in kept if not p.exists()] == []
+
+
+def test_stale_partial_names_someone_else_made_are_left_alone(world: World, tmp_path: Path) -> None:
+    """Only this user's own regular files are removed. A directory or a symlink at a stale
+    partial's name (planted, say, in a shared folder) was a traceback (IsADirectoryError), or
+    the removal of someone else's file: now left as it is, and the collect goes on."""
+    host, dead = socket.gethostname(), _dead_pid()
+    victim = tmp_path / "victim.txt"
+    victim.write_text("keep me\n")
+    folder = tmp_path / f".bedrock.db.{host}.{dead}.partial"
+    folder.mkdir()
+    (folder / "inside").write_text("theirs\n")
+    link = tmp_path / f".bedrock.db.{host}.{dead}.abcdefgh.partial"
+    link.symlink_to(victim)
+    theirs = tmp_path / f".bedrock.db.{host}.{dead}.zzzzzzzz.partial"
+    theirs.write_bytes(b"another user's collect")
+    other_user = os.geteuid() == 0
+    if other_user:
+        os.chown(theirs, 4242, -1)
+    result = snapshot.collect(scope_for(("us-east-1",)), tmp_path / "bedrock.db")
+    assert result.status == "complete"
+    assert (folder / "inside").read_text() == "theirs\n" and link.is_symlink() and victim.read_text() == "keep me\n"
+    assert theirs.exists() == other_user  # ours (not root): a stale partial of ours, removed
+
+
+@pytest.mark.parametrize("planted", ["symlink", "dangling-symlink", "directory", "file"])
+def test_a_planted_partial_name_neither_blocks_nor_is_followed(world: World, tmp_path: Path, planted: str) -> None:
+    """Anyone who can write the folder can guess ".bedrock.db.HOST.PID.partial" and create it
+    first: it blocked the collect before ("File exists"). The collect takes a random name then."""
+    victim = tmp_path / "victim.txt"
+    victim.write_text("keep me\n")
+    name = tmp_path / f".bedrock.db.{socket.gethostname()}.{os.getpid()}.partial"
+    if planted == "symlink":
+        name.symlink_to(victim)
+    elif planted == "dangling-symlink":
+        name.symlink_to(tmp_path / "created-through-the-link")
+    elif planted == "directory":
+        name.mkdir()
+    else:
+        name.write_bytes(b"theirs")
+    path = tmp_path / "bedrock.db"
+    result = snapshot.collect(scope_for(("us-east-1",)), path)
+    assert result.status == "complete" and path.is_file() and not path.is_symlink()
+    assert victim.read_text() == "keep me\n" and not (tmp_path / "created-through-the-link").exists()
+    assert os.path.lexists(name)  # left as it was
+    assert sorted(p.name for p in tmp_path.iterdir()) == sorted(["bedrock.db", "victim.txt", name.name])
+
+
+def test_the_partial_file_is_0600_whatever_the_umask(world: World, tmp_path: Path) -> None:
+    old = os.umask(0o277)  # open(..., 0o600) alone would make it 0400 (unwritable but for root)
+    try:
+        snapshot.collect(scope_for(("us-east-1",)), tmp_path / "bedrock.db")
+    finally:
+        os.umask(old)
+    assert stat.S_IMODE((tmp_path / "bedrock.db").stat().st_mode) == 0o600
+
+
+def test_a_partial_file_that_cannot_be_made_is_one_user_error(world: World, tmp_path: Path, monkeypatch) -> None:
+    real_open = os.open
+
+    def denied(path, *args, **kwargs):  # a folder we may not write (root may write any: simulated)
+        if str(path).startswith(str(tmp_path)):
+            raise PermissionError(13, "Permission denied")
+        return real_open(path, *args, **kwargs)
+
+    monkeypatch.setattr(snapshot.os, "open", denied)
+    with pytest.raises(UserError, match=f"^cannot write a snapshot at {tmp_path / 'bedrock.db'}: Permission denied$"):
+        snapshot.collect(scope_for(("us-east-1",)), tmp_path / "bedrock.db")
+    assert list(tmp_path.iterdir()) == []
+
+
+@pytest.mark.parametrize("after", ["_create_partial", "_stamp"])
+def test_a_partial_file_swapped_for_a_symlink_is_not_written_through(world: World, tmp_path: Path, monkeypatch,
+                                                                     after: str) -> None:
+    """The partial file is made exclusively, then opened again by name (to stamp it, to
+    ATTACH it): whoever can write the folder could put a symlink there in between. SQLite
+    would write a whole snapshot into an empty file it points to; NOFOLLOW refuses instead."""
+    victim = tmp_path / "elsewhere" / "empty-but-mine.txt"
+    victim.parent.mkdir()
+    victim.touch()
+    real = getattr(snapshot, after)
+
+    def then_swap(*args, **kwargs):
+        made = real(*args, **kwargs)
+        partial = made if after == "_create_partial" else args[0]
+        partial.unlink()
+        partial.symlink_to(victim)
+        return made
+
+    monkeypatch.setattr(snapshot, after, then_swap)
+    with pytest.raises(UserError, match="^cannot write a snapshot"):
+        snapshot.collect(scope_for(("us-east-1",)), tmp_path / "bedrock.db")
+    assert victim.stat().st_size == 0
+    assert not (tmp_path / "bedrock.db").exists()
+
+
+def test_collect_into_a_folder_reached_through_a_symlink(world: World, tmp_path: Path) -> None:
+    """Only the file's own name must not be a symlink: folders may be (macOS's /tmp, a home
+    folder on another disk)."""
+    (tmp_path / "real").mkdir()
+    (tmp_path / "linked").symlink_to(tmp_path / "real")
+    result = snapshot.collect(scope_for(("us-east-1",)), tmp_path / "linked" / "bedrock.db")
+    assert result.status == "complete"
+    assert sorted(p.name for p in (tmp_path / "real").iterdir()) == ["bedrock.db"]

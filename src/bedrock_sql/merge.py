@@ -10,8 +10,11 @@ views; an interrupted merge leaves OUT untouched.
 
 What would make the merged snapshot lie is refused, one line each (:class:`UserError`):
 inputs that are not snapshots, an OUT that is no snapshot, an input lacking a table or column
-this version writes. Unless ``force``: the same account in two inputs, different tool
-versions, an incomplete set of shards. With ``force`` overlapping rows keep the first
+this version writes, an input holding an account id, region, partition or ARN that is not as
+AWS spells it (a shard is a file anyone could have edited, and the remediation script branches
+on those values: :func:`bedrock_sql.identifiers.check_snapshot_identifiers`), or a forged tool
+version. Unless ``force``: the same account in two inputs, different tool versions, an
+incomplete set of shards. With ``force`` overlapping rows keep the first
 input's row (each table's UNIQUE key; INSERT OR IGNORE) and the merge says how many were
 dropped.
 """
@@ -20,6 +23,7 @@ from __future__ import annotations
 
 import functools
 import os
+import re
 from collections import Counter
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -30,6 +34,7 @@ import apsw
 
 from . import __version__
 from .errors import UserError
+from .identifiers import check_snapshot_identifiers
 from .providers import TABLES
 from .shard import Shard, json_list, note_shard
 from .snapshot import (
@@ -44,7 +49,7 @@ from .snapshot import (
     open_snapshot,
     publish,
 )
-from .snapshot_file import not_a_snapshot
+from .snapshot_file import WRITE_OWN_FILE, not_a_snapshot, own_file
 
 Echo = Callable[[str], None]
 
@@ -154,6 +159,8 @@ def _read_input(path: Path) -> _Input:
         raise UserError(f"{path} is not a bedrock-sql snapshot ({reason})")
     connection = open_snapshot(path)  # a missing file or one without bedrock_sql_runs: one line
     try:
+        # First: the accounts and versions read below go into messages, and the rows into OUT.
+        check_snapshot_identifiers(connection, where=str(path))
         runs = [
             _Run(str(run_id), str(version), json_list(accounts), note_shard(json_list(notes)))
             for run_id, version, accounts, notes in connection.execute(
@@ -162,11 +169,15 @@ def _read_input(path: Path) -> _Input:
         ]
         if not runs:
             raise UserError(f"{path} records no collect run (bedrock_sql_runs is empty): nothing to merge")
+        for run in runs:
+            if not _VERSION.fullmatch(run.tool_version):
+                raise UserError(f"{path} is refused: bedrock_sql_runs has tool_version {run.tool_version[:100]!r}, "
+                                "no bedrock-sql version (a snapshot holds what collect wrote; this one was altered)")
         failed = [row[0] for row in connection.execute(f"SELECT DISTINCT account_id FROM {ERRORS_TABLE}")]
         columns, extra = {}, []
         schema = _schema()
         tables = [row[0] for row in connection.execute("SELECT name FROM sqlite_schema WHERE type = 'table'")]
-        extra.extend(name for name in tables if name not in schema and not name.startswith("sqlite_"))
+        extra.extend(_shown(name) for name in tables if name not in schema and not name.startswith("sqlite_"))
         for name, expected in schema.items():
             present = [row[1] for row in connection.execute(f'PRAGMA table_info("{name}")')]
             missing = [c for c in expected if c not in present]
@@ -176,13 +187,24 @@ def _read_input(path: Path) -> _Input:
                     f"{path} (bedrock-sql {runs[-1].tool_version}) lacks {lacks}: collect it again with this version"
                 )
             columns[name] = expected
-            extra.extend(f"{name}.{c}" for c in present if c not in expected)
+            extra.extend(f"{name}.{_shown(c)}" for c in present if c not in expected)
     except apsw.Error as exc:
         raise UserError(f"{path} is not a readable bedrock-sql snapshot ({_sqlite_message(exc)})") from None
     finally:
         connection.close()
     accounts = {a for run in runs for a in run.accounts} | {a for a in failed if a}
     return _Input(path, runs, accounts, columns, extra)
+
+
+# A version as bedrock-sql writes it (PEP 440: 0.1.0, 1.2.0rc1, 0.1.dev3+g1234abc).
+_VERSION = re.compile(r"[0-9A-Za-z][0-9A-Za-z.+!_-]{0,63}", re.ASCII)
+_PLAIN_NAME = re.compile(r"[A-Za-z0-9_]+", re.ASCII)
+
+
+def _shown(name: str) -> str:
+    """A table or column name of an input, for a message: escaped unless plain (the name is
+    the input's, and may hold ESC or a newline)."""
+    return name if _PLAIN_NAME.fullmatch(name) else ascii(name)
 
 
 def _schema() -> dict[str, list[str]]:
@@ -239,10 +261,17 @@ def _shard_problems(inputs: list[_Input]) -> list[str]:
         first = where.setdefault(shard.index, path)
         if first != path:
             problems.append(f"shard {shard} is both {first} and {path}")
-    missing = [str(Shard(index, count)) for index in range(count) if index not in where]
+    # Named up to ten: the count comes from a note in the inputs, and may be huge.
+    missing, absent = [], count - len(where)
+    for index in range(count):
+        if len(missing) == min(absent, 10):
+            break
+        if index not in where:
+            missing.append(str(Shard(index, count)))
     if missing:
+        more = f" and {absent - len(missing)} more" if absent > len(missing) else ""
         problems.append(
-            f"shard(s) {', '.join(missing)} missing: the merged snapshot would lack their accounts "
+            f"shard(s) {', '.join(missing)}{more} missing: the merged snapshot would lack their accounts "
             f"(merge all {count} shards)"
         )
     return problems
@@ -257,8 +286,12 @@ def _write(partial: Path, inputs: list[_Input], echo: Echo, where: str) -> tuple
     A SQLite failure (an input damaged past its header, a full disk) is a :class:`UserError`
     naming the input being read and ``where`` (OUT).
     """
-    connection = apsw.Connection(str(partial), flags=apsw.SQLITE_OPEN_READWRITE | apsw.SQLITE_OPEN_URI)
     doing = f"into {where}"
+    try:
+        # Never through a symlink put at the partial file's name since it was made (WRITE_OWN_FILE).
+        connection = apsw.Connection(own_file(partial), flags=WRITE_OWN_FILE | apsw.SQLITE_OPEN_URI)
+    except apsw.Error as exc:
+        raise UserError(f"cannot merge {doing}: {_sqlite_message(exc)}") from None
     try:
         # The partial file is thrown away on failure: no journal needed (as collect writes).
         connection.execute("PRAGMA journal_mode=OFF").fetchall()
@@ -271,7 +304,10 @@ def _write(partial: Path, inputs: list[_Input], echo: Echo, where: str) -> tuple
             echo(f"Merging {item.describe()}")
             doing = f"{item.path} into {where}"
             # immutable: the input is only read, and no -journal or lock is made beside it.
-            connection.execute("ATTACH ? AS merged_input", (f"file:{quote(str(item.path.absolute()))}?mode=ro&immutable=1",))
+            # Resolved: the connection refuses symlinks (NOFOLLOW), and an input may well be one.
+            connection.execute("ATTACH ? AS merged_input", (f"file:{quote(os.path.realpath(item.path))}?mode=ro&immutable=1",))
+            # Checked again as attached: the file read by _read_input may have been replaced since.
+            check_snapshot_identifiers(connection, schema="merged_input", where=str(item.path))
             with connection:
                 for name in TABLES:
                     dropped[name] += _copy(connection, name, item.columns[name], "INSERT OR IGNORE")

@@ -17,9 +17,10 @@ from dataclasses import dataclass
 
 from .errors import UserError
 
-_SHARD = re.compile(r"^(\d+)/(\d+)$")
+# ASCII digits only: '١/٣' is no shard (\d would take any script's digits).
+_SHARD = re.compile(r"([0-9]+)/([0-9]+)", re.ASCII)
 # The start of the note a shard's run carries in bedrock_sql_runs.notes.
-_NOTE = re.compile(r"^shard (\d+)/(\d+):")
+_NOTE = re.compile(r"shard ([0-9]+)/([0-9]+):", re.ASCII)
 
 
 def shard_of(account_id: str, count: int) -> int:
@@ -42,7 +43,7 @@ class Shard:
 
 def parse_shard(text: str) -> Shard:
     """``"I/N"`` (0 <= I < N) as a :class:`Shard`; anything else is a :class:`UserError`."""
-    match = _SHARD.match(text.strip())
+    match = _SHARD.fullmatch(text.strip())
     if not match:
         raise UserError(f"--shard {text!r}: give I/N, the shard's index and the number of shards (e.g. 0/4)")
     index, count = int(match.group(1)), int(match.group(2))
@@ -65,15 +66,17 @@ def json_list(text: object) -> list:
     """A run's JSON array column (``accounts``, ``notes``) as a list; [] when it holds none."""
     try:
         value = json.loads(text) if isinstance(text, str) else None
-    except ValueError:
+    except (ValueError, RecursionError):  # RecursionError: "[[[[..." nested past Python's stack
         return []
     return value if isinstance(value, list) else []
 
 
 def note_shard(notes: list[str]) -> Shard | None:
-    """The shard a run's notes say it collected, or None (a collect without --shard)."""
+    """The shard a run's notes say it collected, or None (a collect without --shard, or a
+    note no collect writes: an index not below its count)."""
     for note in notes:
         match = _NOTE.match(note) if isinstance(note, str) else None
         if match:
-            return Shard(int(match.group(1)), int(match.group(2)))
+            index, count = int(match.group(1)), int(match.group(2))
+            return Shard(index, count) if 0 <= index < count else None
     return None

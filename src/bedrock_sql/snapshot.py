@@ -12,7 +12,10 @@ import functools
 import glob
 import json
 import os
+import re
 import socket
+import stat
+import tempfile
 import uuid
 from dataclasses import dataclass, replace
 from datetime import datetime, timezone
@@ -32,7 +35,7 @@ from .kms_need import DEFAULT_KMS_KEY_MODE, KMS_KEY_MODES, NOTE_ALL, collect_by_
 from .model_context import DEFAULT_MODEL_CONTEXT, context_by_need, context_notes
 from .providers import TABLES
 from .providers.base import TEXT, Column, Table, iso_utc
-from .snapshot_file import check_replaceable, mark_as_snapshot
+from .snapshot_file import check_replaceable, mark_as_snapshot, own_file
 from .vtable import register
 
 ERRORS_TABLE = "bedrock_sql_errors"
@@ -93,24 +96,64 @@ def _now() -> str:
     return iso_utc(datetime.now(timezone.utc))
 
 
-def _partial_path(target: Path) -> Path:
-    return target.with_name(f".{target.name}.{socket.gethostname()}.{os.getpid()}.partial")
+# The partial file's name: ".NAME.HOST.PID.partial". HOST and PID say whose collect it is, so
+# one killed is cleaned up by the next (_remove_stale_partials). Anyone can guess that name and
+# create it first; then ".NAME.HOST.PID.RANDOM.partial" is used (mkstemp's), which nobody can.
+_PARTIAL_SUFFIX = ".partial"
+# What follows "HOST.": the PID, then mkstemp's random letters when the plain name was taken.
+_PARTIAL_TAIL = re.compile(r"([0-9]+)(?:\.[a-z0-9_]+)?", re.ASCII)
+
+
+def _host() -> str:
+    """This machine's name as it goes into a file name: a host name may hold any byte but
+    NUL, and a '/' would put the partial file in another folder."""
+    return re.sub(r"[^A-Za-z0-9._-]", "_", socket.gethostname(), flags=re.ASCII) or "localhost"
+
+
+def _partial_prefix(target: Path) -> str:
+    return f".{target.name}.{_host()}.{os.getpid()}."
+
+
+def _partial_pid(name: str, target: Path, host: str) -> int | None:
+    """The PID in ``name`` when it is a partial file of ``target`` written on ``host``, else None."""
+    head = f".{target.name}.{host}."
+    if not (name.startswith(head) and name.endswith(_PARTIAL_SUFFIX)):
+        return None
+    match = _PARTIAL_TAIL.fullmatch(name[len(head) : -len(_PARTIAL_SUFFIX)])
+    return int(match.group(1)) if match else None
+
+
+def _running(pid: int) -> bool:
+    """Whether process ``pid`` exists (0, our process group to kill(), counts as running)."""
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True  # alive, someone else's
+    except OverflowError:
+        return False  # past any PID the system can have
+    return True
 
 
 def _remove_stale_partials(target: Path) -> None:
-    """Remove partial files left by collects that were killed (their process is gone)."""
-    host = socket.gethostname()
+    """Remove partial files left by this user's collects that were killed (their process is gone).
+
+    Only regular files the user owns are removed: a name someone else made (a directory, a
+    symlink, another user's file, in a shared folder) is theirs, left alone and no error.
+    """
+    host, me = _host(), os.geteuid()
     # Escaped: a snapshot named like "audit[1].db" must not be read as a glob pattern.
-    for leftover in target.parent.glob(f".{glob.escape(target.name)}.*.partial"):
-        parts = leftover.name[len(target.name) + 2 : -len(".partial")].rsplit(".", 1)
-        if len(parts) != 2 or parts[0] != host or not parts[1].isdigit():
+    for leftover in target.parent.glob(f".{glob.escape(target.name)}.*{_PARTIAL_SUFFIX}"):
+        pid = _partial_pid(leftover.name, target, host)
+        if pid is None or _running(pid):
             continue
         try:
-            os.kill(int(parts[1]), 0)
-        except ProcessLookupError:
-            leftover.unlink(missing_ok=True)
-        except PermissionError:
-            pass  # alive, someone else's
+            info = os.lstat(leftover)
+            if stat.S_ISREG(info.st_mode) and info.st_uid == me:
+                leftover.unlink()
+        except OSError:
+            pass  # gone meanwhile, or not ours to remove: it only takes room
 
 
 def _stamp(partial: Path, target: Path) -> None:
@@ -174,9 +217,14 @@ def collect(
 def _collect_into(partial: Path, scope: Scope, engine: Engine, errors: ErrorLog, tables: dict[str, Table],
                   kms_keys: str, by_need: bool, started: str):
     """Fill the partial snapshot from the live tables; its counts, notes, errors and calls."""
-    connection = apsw.Connection(":memory:")
+    # NOFOLLOW: ATTACH opens with the connection's flags, and must not write through a symlink
+    # put at the partial file's name since it was made.
+    connection = apsw.Connection(":memory:", flags=apsw.SQLITE_OPEN_READWRITE | apsw.SQLITE_OPEN_NOFOLLOW)
     register(connection, engine, tables)
-    connection.execute("ATTACH ? AS snapshot", (str(partial),))
+    try:
+        connection.execute("ATTACH ? AS snapshot", (own_file(partial),))
+    except apsw.CantOpenError:
+        raise UserError(f"cannot write a snapshot: {partial} was replaced (by a symlink?) as collect began") from None
     # The partial file is thrown away on failure, so no journal is needed while writing.
     # One statement each, fetched: apsw runs a script's next statement only once the
     # rows of the one before (journal_mode answers one) have been read.
@@ -222,13 +270,33 @@ def open_partial(target: Path, replaceable: Callable[[], None]) -> Path:
         raise UserError(f"cannot write a snapshot at {target}: no directory {target.parent}")
     replaceable()
     _remove_stale_partials(target)
-    partial = _partial_path(target)
     try:
-        os.close(os.open(partial, os.O_CREAT | os.O_EXCL | os.O_WRONLY, 0o600))
+        partial = _create_partial(target)
     except OSError as exc:
         raise UserError(f"cannot write a snapshot at {target}: {exc.strerror}") from None
     _stamp(partial, target)
     return partial
+
+
+def _create_partial(target: Path) -> Path:
+    """A new empty file, 0600, beside ``target``, made by us alone (O_EXCL: a name planted
+    there, a symlink included, is never opened or followed)."""
+    prefix = _partial_prefix(target)
+    try:
+        name = str(target.with_name(prefix[:-1] + _PARTIAL_SUFFIX))
+        fd = os.open(name, os.O_CREAT | os.O_EXCL | os.O_WRONLY | os.O_NOFOLLOW | os.O_CLOEXEC, 0o600)
+    except FileExistsError:
+        # Taken: by a killed collect whose PID this process now has, or by someone blocking it.
+        # mkstemp draws random names (and draws again while they are taken): nobody can guess it.
+        fd, name = tempfile.mkstemp(dir=target.parent, prefix=prefix, suffix=_PARTIAL_SUFFIX)
+    try:
+        os.fchmod(fd, 0o600)  # whatever the umask: SQLite must write it, nobody else read it
+    except OSError:
+        os.unlink(name)
+        raise
+    finally:
+        os.close(fd)
+    return Path(name)
 
 
 def publish(partial: Path, target: Path, replaceable: Callable[[], None]) -> None:

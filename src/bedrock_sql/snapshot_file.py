@@ -20,6 +20,17 @@ from .errors import UserError
 # "BDSQ": not in SQLite's list of registered application ids (magic.txt).
 APPLICATION_ID = 0x42445351
 
+# How bedrock-sql opens the partial file it just made exclusively: existing (no CREATE), and
+# refused when the name has become a symlink (SQLite would write an empty file it points to).
+# SQLite's NOFOLLOW refuses a symlink anywhere in the path: open own_file(path), not path.
+WRITE_OWN_FILE = apsw.SQLITE_OPEN_READWRITE | apsw.SQLITE_OPEN_NOFOLLOW
+
+
+def own_file(path: Path) -> str:
+    """``path`` with its folders' symlinks resolved (``/tmp`` is one on macOS, a home folder
+    may be one), its last part as it is: what WRITE_OWN_FILE opens."""
+    return os.path.join(os.path.realpath(path.parent), path.name)
+
 _SQLITE_MAGIC = b"SQLite format 3\x00"
 _HEADER_SIZE = 100
 
@@ -71,8 +82,12 @@ def check_replaceable(path: str | os.PathLike, *, force: bool = False) -> None:
 
 
 def mark_as_snapshot(partial: Path) -> None:
-    """Stamp the (still empty) file a collect writes into with bedrock-sql's application id."""
-    connection = apsw.Connection(str(partial))
+    """Stamp the (still empty) file a collect writes into with bedrock-sql's application id.
+
+    Opened as it was made, never created again and never through a symlink: one put in its
+    place since (by whoever can write the folder) is refused, not written through.
+    """
+    connection = apsw.Connection(own_file(partial), flags=WRITE_OWN_FILE)
     try:
         # No journal beside the partial file: it is thrown away if anything fails. Each
         # statement on its own and fetched: apsw runs the next statement of a script only

@@ -32,6 +32,7 @@ STATUSES = ("ok", "alarm", "info", "skip", "error")
 HOSTILE_NAME = "<script>alert(1)</script>"
 FORMULA_NAME = '=HYPERLINK("http://attacker.example/x","click")'
 HOSTILE_MESSAGE = "<img src=x onerror=alert(3)>"
+JAVASCRIPT_NAME = "javascript:alert(7)"
 USER_CONTROL = "user_tag_control"
 PNG_SIGNATURE = b"\x89PNG\r\n\x1a\n"
 
@@ -92,6 +93,7 @@ def hostile_report(tmp_path_factory: pytest.TempPathFactory) -> Report:
     hostile = snap.add_model(HOSTILE_NAME, tags={"team": "</script><script>alert(2)</script>"})
     snap.add_throughput(hostile["arn"])  # in use: listed under "Fix first" too
     snap.add_model(FORMULA_NAME)
+    snap.add_model(JAVASCRIPT_NAME)  # a javascript: URL as data must stay text, never a link
     accepted = snap.add_model("accepted-risk-model")
     snap.add_error(table_name=MODELS, operation="ListCustomModels", region="eu-west-1", message=HOSTILE_MESSAGE)
     controls = folder / "controls"
@@ -448,3 +450,75 @@ def test_the_page_says_when_its_table_holds_fewer_findings(page, tmp_path: Path,
     opened = open_report(page, tmp_path / "report.html")
     assert len(opened.rows()) == 3
     assert page.text_content("#findings-count") == "3 findings (the table holds 3 of 4)."
+
+
+# --- what the page can do with a value ------------------------------------------------------------------
+#
+# The browser tests above catch a value set as markup only where Chromium runs; these read the
+# files themselves, so a new sink in report.js, a link built from data or a CSP that lets the
+# page fetch fails everywhere.
+
+REPORT_JS = Path(html_report.__file__).with_name("templates") / "report.js"
+
+# Anything that turns a string into markup or code, or sends something out. Searched in the
+# whole file, comments too: a sink is judged when it is added, not inherited.
+JS_SINKS = ("innerHTML", "outerHTML", "insertAdjacentHTML", "document.write", "createContextualFragment",
+            "DOMParser", "srcdoc", "eval(", "Function(", "javascript:", "setHTML", "parseHTMLUnsafe",
+            "fetch(", "XMLHttpRequest", "WebSocket", "EventSource", "sendBeacon", "window.open", "import(",
+            "location")
+# The properties report.js may assign: text, classes, its own state; href only as below.
+JS_PROPERTIES = {"textContent", "className", "href", "rel", "title", "hidden", "value"}
+
+
+def test_report_js_puts_values_on_the_page_as_text_only() -> None:
+    js = REPORT_JS.read_text(encoding="utf-8")
+    assert [sink for sink in JS_SINKS if sink.lower() in js.lower()] == []
+    assert not re.search(r"set(Timeout|Interval)\(\s*[\"'`]", js)  # a string there is eval
+    assigned = set(re.findall(r"\.([A-Za-z_$][\w$]*)\s*=(?!=)", js))
+    assert assigned <= JS_PROPERTIES, assigned - JS_PROPERTIES
+    # Attributes set from script: data-* and aria-* only (no on*, href, src, style).
+    names = re.findall(r"setAttribute\(\s*[\"']([^\"']+)", js)
+    assert names and all(name.startswith(("data-", "aria-")) for name in names), names
+    assert "setAttribute(" not in re.sub(r"setAttribute\(\s*[\"'](data-|aria-)", "", js)  # no computed name
+    # The two links it makes: to a control's section, and a control's reference that is an
+    # http(s) URL (references come from control files, never from resource data).
+    hrefs = re.findall(r"\.href\s*=\s*([^;]+);", js)
+    assert hrefs == ["reference", '"#control-" + row[CONTROL]'], hrefs
+    assert re.search(r"if \(isWebLink\(reference\)\) \{\s*var link = element\(\"a\", null, reference\);\s*link\.href = reference;", js)
+    assert "function isWebLink(url) { return /^https?:\\/\\/[^\\s]+$/i.test(url); }" in js
+
+
+class _Attributes(HTMLParser):
+    def __init__(self) -> None:
+        super().__init__()
+        self.attributes: list[tuple[str, str, str]] = []
+
+    def handle_starttag(self, tag: str, attrs: list[tuple[str, str | None]]) -> None:
+        self.attributes += [(tag, name, value or "") for name, value in attrs]
+
+
+def test_no_value_becomes_a_link_a_source_or_a_handler(hostile_report: Report) -> None:
+    parser = _Attributes()
+    parser.feed(hostile_report.text)
+    data = json.loads(re.search(r'id="report-data">(.*?)</script>', hostile_report.text, re.DOTALL)[1])
+    references = {r for control in data["controls"] for r in control["references"]}  # the control files'
+    for tag, name, value in parser.attributes:
+        assert not name.startswith("on") and name not in ("src", "srcset", "srcdoc", "action", "formaction",
+                                                          "style", "background", "poster"), (tag, name, value)
+        if name in ("href", "xlink:href"):
+            # A jump within the page, or a control's http(s) reference: never a value of the data.
+            assert value.startswith("#") or (value in references and value.startswith("https://")), value
+        assert "javascript:" not in value.lower(), (tag, name, value)
+    assert JAVASCRIPT_NAME in hostile_report.text  # the model is there, as text
+
+
+def test_the_content_security_policy_lets_the_page_fetch_nothing(hostile_report: Report) -> None:
+    policy = html.unescape(re.search(r'http-equiv="Content-Security-Policy" content="([^"]+)"', hostile_report.text)[1])
+    directives = {d.split()[0]: d.split()[1:] for d in policy.split(";") if d.strip()}
+    assert directives.pop("default-src") == ["'none'"]  # every fetch directive not named: none
+    for name in ("script-src", "style-src"):  # the page's own script and style, by hash
+        sources = directives.pop(name)
+        assert len(sources) == 1 and re.fullmatch(r"'sha256-[A-Za-z0-9+/]+=*'", sources[0]), (name, sources)
+    assert directives.pop("img-src") == ["data:"]  # inline images only (none come from data)
+    assert directives.pop("base-uri") == ["'none'"] and directives.pop("form-action") == ["'none'"]
+    assert directives == {}, directives  # anything else (connect-src *, a host...) would let it fetch

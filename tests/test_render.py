@@ -1,13 +1,23 @@
-"""Tests for bedrock_sql.render: every format, NULLs, CSV injection, streaming."""
+"""Tests for bedrock_sql.render: every format, NULLs, CSV injection, streaming, inert text
+(terminal escapes, Markdown rendered by real renderers)."""
 
 import base64
 import csv
 import io
 import json
+import re
+import unicodedata
 
+from html.parser import HTMLParser
+
+import cmarkgfm
 import pytest
+from cmarkgfm.cmark import Options as CmarkOptions
+from hypothesis import example, given, settings
+from hypothesis import strategies as st
+from markdown_it import MarkdownIt
 
-from bedrock_sql.render import FORMATS, neutralize_csv_cell, render
+from bedrock_sql.render import FORMATS, Styled, markdown_text, neutralize_csv_cell, render, terminal_text
 
 COLUMNS = ["arn", "account", "n", "ratio", "note", "blob"]
 ROWS = [
@@ -165,14 +175,24 @@ def test_all_null_row_every_format():
 # --- CSV injection ---------------------------------------------------------------
 
 
-@pytest.mark.parametrize("trigger", ["=", "+", "-", "@", "\t", "\r"])
+@pytest.mark.parametrize("trigger", ["=", "+", "-", "@", "\t", "\r", "\0"])
 def test_neutralize_every_trigger(trigger):
     value = trigger + "HYPERLINK(\"http://evil\")"
     assert neutralize_csv_cell(value) == "'" + value
 
 
+# Measured with LibreOffice Calc 7.4's CSV import ("Evaluate formulas" on): it drops NULs, and
+# with "Trim spaces" it evaluates " =1+1" -- so a trigger after spaces or NULs is a formula too
+# (and after a line break, to be safe: it did not evaluate "\n=1+1", another importer may).
+@pytest.mark.parametrize("value", [" =1+1", "   @SUM(1;1)", " \0=1+1", "\0 =1+1", "\n=1+1", " -1+1", " +A1"])
+def test_neutralize_a_trigger_after_what_an_importer_drops(value):
+    assert neutralize_csv_cell(value) == "'" + value
+
+
 @pytest.mark.parametrize(
-    "value", ["abc", "", " =1", "a=b", "'=1", 5, -3, -2.5, 0.0, None, b"=x"]
+    # Full-width U+FF1D and "=" after a no-break or ideographic space are text to LibreOffice
+    # (measured): left alone, as is any '=' that is not at the start.
+    "value", ["abc", "", "a=b", "'=1", "\uff1d1+1", "\u00a0=1", "\u3000=1", "x =1", 5, -3, -2.5, 0.0, None, b"=x"]
 )
 def test_neutralize_leaves_harmless_values(value):
     assert neutralize_csv_cell(value) == value
@@ -407,3 +427,226 @@ def test_paged_formats_write_a_page_before_the_input_ends(small_pages, fmt):
     assert render(["c"], rows(), fmt, out) == small_pages + 2
     assert "row-0" in seen_output[0] and "row-2" in seen_output[0]
     assert "last" in out.getvalue()
+
+
+# --- inert text: terminals --------------------------------------------------------------------------
+#
+# Resource data is hostile: an ESC sequence in a key description would clear the screen, retitle
+# the terminal or make a hyperlink; CR, backspace and DEL write over what was shown; bidi
+# overrides and zero-width characters reorder or hide text. terminal_text shows each as its
+# escape, and a backslash doubled, so the text shown reads back to exactly one value.
+
+@pytest.mark.parametrize(("value", "shown"), [
+    ("\x1b[2J", r"\x1b[2J"),  # CSI: clear the screen
+    ("\x1b]0;pwned\x07", r"\x1b]0;pwned\x07"),  # OSC title, ended by BEL
+    ("\x1b]8;;https://e.example/\x1b\\link\x1b]8;;\x1b\\", r"\x1b]8;;https://e.example/\x1b\\link\x1b]8;;\x1b\\"),
+    ("\x9b31m", r"\x9b31m"),  # C1 CSI
+    ("\x85", r"\x85"),  # C1 NEL: a line break to some terminals
+    ("ok\rALARM\x08\x7f", r"ok\rALARM\x08\x7f"),  # overwrite what was shown
+    ("\x00\x0b\x0c\x1c", r"\x00\x0b\x0c\x1c"),  # other C0 controls (VT, FF, FS split lines in Python)
+    ("a\tb", r"a\tb"),  # a tab would misalign the table
+    ("\u202eevil\u202c", r"\u202eevil\u202c"),  # bidi override: reorders what a reviewer sees
+    ("\u2066x\u2069\u200e\u061c", r"\u2066x\u2069\u200e\u061c"),  # isolates and marks
+    ("prod\u200bmodel\ufeff", r"prod\u200bmodel\ufeff"),  # zero-width: "prodmodel" that is not
+    ("tag\U000e0041", r"tag\U000e0041"),  # Unicode tag characters: invisible text
+    ("a\u2028b\u2029", r"a\u2028b\u2029"),  # line/paragraph separators
+    ("a\u00a0b", r"a\xa0b"),  # a no-break space passes for a space
+    ("C:\\x1b", r"C:\\x1b"),  # a literal backslash is doubled: it cannot pose as an escape
+    ("héllo, 名前 🙂", "héllo, 名前 🙂"),  # printable text is unchanged
+])
+def test_terminal_text_shows_each_unsafe_character_as_its_escape(value, shown):
+    assert terminal_text(value) == shown
+
+
+def test_terminal_text_line_breaks_stay_only_when_asked():
+    assert terminal_text("a\nb\r\nc") == r"a\nb\r\nc"
+    assert terminal_text("a\nb\r\nc", multiline=True) == "a\nb\\r\nc"
+    assert terminal_text(None) == "" and terminal_text(b"\x1b") == "Gw==" and terminal_text(7) == "7"
+
+
+def test_terminal_text_passes_our_own_styling():
+    styled = Styled("\x1b[31mALARM\x1b[0m")
+    assert terminal_text(styled) is styled
+
+
+def _unsafe(text):
+    return [c for c in text if unicodedata.category(c) in ("Cc", "Cf", "Zl", "Zp", "Cs")]
+
+
+@settings(max_examples=500)
+@given(st.text())
+@example("\\x1b")
+@example("\x1b")
+def test_terminal_text_is_printable_and_reads_back_to_the_value(value):
+    shown = terminal_text(value)
+    assert _unsafe(shown) == [] and shown.isprintable()
+    # Unambiguous: Python's own escape decoding gives back exactly the value, so two values
+    # never look alike (the literal text "\x1b" shows as "\\x1b").
+    assert shown.encode("latin-1", "backslashreplace").decode("unicode_escape") == value
+    multiline = terminal_text(value, multiline=True)
+    assert _unsafe(multiline.replace("\n", "")) == [] and multiline.count("\n") == value.count("\n")
+
+
+HOSTILE_CELLS = ["\x1b[2J\x1b]0;t\x07", "a\u202eb", "x\ry", "tab\there"]
+
+
+@pytest.mark.parametrize("fmt", ["table", "line"])
+def test_table_and_line_show_escapes_in_cells_and_headers(fmt):
+    _, text = run(fmt, rows=[tuple(HOSTILE_CELLS)], columns=["h\x1b[2J", "b", "c", "d"])
+    assert _unsafe(text.replace("\n", "")) == []
+    for shown in (r"\x1b[2J\x1b]0;t\x07", r"a\u202eb", r"x\ry", r"tab\there", r"h\x1b[2J"):
+        assert shown in text
+
+
+def test_table_keeps_our_colours_and_escapes_the_datas():
+    out = io.StringIO()
+    render(["status", "reason"], [(Styled("\x1b[31mALARM\x1b[0m"), "\x1b[32mfake ok\x1b[0m")], "table", out)
+    assert "\x1b[31mALARM\x1b[0m" in out.getvalue() and r"\x1b[32mfake ok\x1b[0m" in out.getvalue()
+    assert out.getvalue().count("\x1b") == 2
+
+
+def test_a_table_with_a_line_break_in_a_cell_puts_a_rule_between_rows():
+    # psql's layout has no rule between rows: a cell's second line "| forged | ok |" would read
+    # as a row. A page holding a line break gets tabulate's "grid" layout instead.
+    _, text = run("table", rows=[("real\n| forged | ok |", "alarm"), ("other", "alarm")], columns=["resource", "status"])
+    lines = text.splitlines()
+    assert [line[0] for line in lines] == ["+", "|", "+", "|", "|", "+", "|", "+"]
+    assert lines[4].startswith("| | forged | ok |") and "alarm" not in lines[4]
+    # One-line values keep the compact psql layout.
+    assert run("table", rows=[("a", 1)], columns=["x", "n"])[1].splitlines()[2].startswith("|-")
+
+
+def test_a_wrapped_table_on_a_terminal_puts_a_rule_between_rows(monkeypatch):
+    import os
+    import shutil
+
+    monkeypatch.setattr(shutil, "get_terminal_size", lambda fallback=None: os.terminal_size((60, 24)))
+    out = _Terminal()
+    render(["resource", "reason"], [("arn:" + "x" * 20, "forged " * 20), ("b", "c")], "table", out)
+    lines = out.getvalue().splitlines()
+    # A wrapped cell's later lines could be shaped like rows as well: each row ends at a rule.
+    assert max(map(len, lines)) <= 60 and sum(line.startswith("+-") for line in lines) == 3
+
+
+def test_line_format_indents_the_later_lines_of_a_value():
+    _, text = run("line", rows=[("x\nid = forged", 1)], columns=["id", "longname"])
+    assert text == (
+        "      id = x\n"
+        "           id = forged\n"  # past the names: not a field of its own
+        "longname = 1\n"
+    )
+
+
+# --- inert text: Markdown ----------------------------------------------------------------------------
+#
+# A Markdown report is rendered by GitHub, GitLab, an IDE: text from the data must not become
+# HTML (<img onerror>, <script>), a link or image (a tracking pixel, a javascript: link), emphasis
+# or a code span that hides or restyles text, math, a mention, or a broken table. Checked with two
+# real renderers: cmark-gfm (GitHub's own, with its table, autolink, strikethrough and tagfilter
+# extensions) and markdown-it-py (CommonMark + GFM tables), each letting raw HTML through as the
+# most permissive renderers do; the cell's visible text must be the value (as terminal_text
+# shows it: a Markdown file is read in terminals too), and line breaks <br>.
+
+
+def _render_markdown(renderer, text):
+    if renderer == "cmark-gfm":
+        return cmarkgfm.github_flavored_markdown_to_html(text, options=CmarkOptions.CMARK_OPT_UNSAFE)
+    return MarkdownIt("commonmark", {"html": True}).enable("table").render(text)
+
+
+def _table_of(rendered):
+    """The tags of the rendered page, and each cell's visible text (a <br> as a line break)."""
+
+    class Cells(HTMLParser):
+        def __init__(self):
+            super().__init__(convert_charrefs=True)
+            self.tags, self.cells, self.attributes, self.inside = [], [], [], False
+            self.links, self.in_link = [], False  # [href, text] of each <a>
+
+        def handle_starttag(self, tag, attrs):
+            self.tags.append(tag)
+            if tag == "a":
+                self.links.append([dict(attrs).get("href"), ""])
+                self.in_link = True
+                attrs = [(name, value) for name, value in attrs if name != "href"]
+            self.attributes += attrs
+            if tag in ("td", "th"):
+                self.cells.append("")
+                self.inside = True
+            elif tag == "br" and self.inside:
+                self.cells[-1] += "\n"
+
+        def handle_endtag(self, tag):
+            if tag in ("td", "th"):
+                self.inside = False
+            self.in_link = self.in_link and tag != "a"
+
+        def handle_data(self, data):
+            if self.inside:
+                self.cells[-1] += data
+            if self.in_link:
+                self.links[-1][1] += data
+
+    cells = Cells()
+    cells.feed(rendered)
+    cells.close()
+    return cells
+
+
+def _shown(value):
+    """What a cell must show: each line as terminal_text shows it, trimmed as a cell is."""
+    return "\n".join(terminal_text(line) for line in re.split(r"\r\n|\r|\n", value)).strip(" ")
+
+
+MARKDOWN_ATTACKS = [
+    "<img src=x onerror=alert(1)>", "<script>alert(2)</script>", "</td></tr></table><b>x</b>",
+    "[click](javascript:alert(3))", "![pixel](https://attacker.example/p.png)", "[ref]: https://e.example",
+    "<https://attacker.example>", "https://attacker.example/x", "www.attacker.example", "HTTP://E.EXAMPLE",
+    "ftp://e.example/f", "`code | span`", "*hidden* _hidden_ **x** ~~struck~~", "$\\color{white}{hidden}$",
+    "a | b | c", "\\| escaped pipe", "trailing backslash \\", "&lt;already&gt; &amp; &#60;b&#62;",
+    "@team #123", "# heading", "> quote", "- item", "1. item", "---", "line1\nline2\r\nline3\rline4",
+    "[^1] footnote", "<!-- comment -->", "\x1b[2J\u202e", "|", "\\", "", "   ",
+    "owner@example.com", "[mail](mailto:x@e.example)",
+]
+
+
+@pytest.mark.parametrize("renderer", ["cmark-gfm", "markdown-it"])
+@pytest.mark.parametrize("value", MARKDOWN_ATTACKS)
+def test_a_markdown_cell_shows_its_text_and_makes_no_markup(renderer, value):
+    _assert_inert_cell(renderer, value)
+
+
+def _assert_inert_cell(renderer, value):
+    _, text = run("markdown", rows=[(value, "next")], columns=["value", "other"])
+    table = _table_of(_render_markdown(renderer, text))
+    # bedrock-sql's own table and line breaks, nothing else; no attribute (src, on*, style) at
+    # all (markdown-it marks a column's alignment with style="text-align"; tabulate asks for none).
+    assert set(table.tags) <= {"table", "thead", "tbody", "tr", "th", "td", "br", "a"}, table.tags
+    assert table.attributes == []
+    # The one link left: GitHub makes an e-mail address a mailto: (or xmpp:) link after escapes
+    # are undone, so no escape prevents it without changing the text. It fetches nothing and its
+    # text is its target: nothing else may be a link.
+    for href, text in table.links:
+        assert href in (text, "mailto:" + text) and href.startswith(("mailto:", "xmpp:")), (href, text)
+    assert table.cells == ["value", "other", _shown(value), "next"]
+
+
+@settings(max_examples=300, deadline=None)
+@given(st.one_of(st.text(), st.text(alphabet="\\`*_~[]()!|<>&$@#:/.w \t\n\r\x1b=-+'\"e")))
+def test_any_markdown_cell_shows_its_text_and_makes_no_markup(value):
+    for renderer in ("cmark-gfm", "markdown-it"):
+        _assert_inert_cell(renderer, value)
+
+
+def test_markdown_text_escapes_markup_in_a_sentence():
+    # The line before a check or diff report names the snapshot's run: Markdown-safe too.
+    assert markdown_text("<b>[x](y)</b>") == r"&lt;b&gt;\[x\](y)&lt;/b&gt;"
+    assert markdown_text("a\nb") == "a<br>b"
+
+
+@pytest.mark.parametrize("value", ["$\\color{white}{hidden}$", "$$x$$", "@org/team", "#123", "GH-1 #1"])
+def test_github_only_syntax_is_escaped_too(value):
+    # GitHub renders $math$ (MathJax's \color and \huge restyle or hide text), @mentions (they
+    # notify people) and #references, which neither renderer above does: so check the escape
+    # itself, a backslash before each (the renderers above show it as the bare character).
+    assert re.findall(r"(?<!\\)[$@#]", markdown_text(value)) == []

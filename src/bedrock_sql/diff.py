@@ -22,7 +22,7 @@ import itertools
 from contextlib import ExitStack, contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Iterable, Iterator, Sequence, TextIO
+from typing import Callable, Iterable, Iterator, Sequence, TextIO
 
 import apsw
 import click
@@ -35,7 +35,7 @@ from .diff_changes import (
 from .errors import UserError
 from .exceptions import ExceptionFile, Muter
 from .kms_need import every_key_collected, key_arns as needed_key_arns
-from .render import render
+from .render import markdown_text, render, terminal_text
 from .shard import json_list
 from .snapshot_file import not_a_snapshot
 from .sql import snapshot_connection
@@ -314,15 +314,18 @@ def _notes(old: Side, new: Side) -> list[str]:
 # --- output -----------------------------------------------------------------------------------
 
 
-def summary_line(comparison: Comparison, *, include_all: bool = False) -> str:
-    """Counts of each change (zero ones left out) and the two snapshots' collection times."""
+def summary_line(comparison: Comparison, *, include_all: bool = False,
+                 inert: Callable[[object], str] = terminal_text) -> str:
+    """Counts of each change (zero ones left out) and the two snapshots' collection times.
+    The snapshots' paths and runs are made safe by ``inert`` (:func:`markdown_text` after a
+    Markdown diff; a terminal otherwise)."""
     counts = comparison.counts
     shown = [f"{change} {counts[change]}" + (f" ({comparison.muted[change]} muted)" if comparison.muted.get(change) else "")
              for change in CHANGES if counts[change]]
     text = f"Diff: {sum(counts.values())} row(s)" + (": " + ", ".join(shown) if shown else "")
     if not include_all and any(counts[change] for change in HIDDEN_CHANGES):
         text += f" ({' and '.join(HIDDEN_CHANGES)} rows are shown with --all)"
-    return text + f"; OLD {comparison.old.describe()}; NEW {comparison.new.describe()}"
+    return text + f"; OLD {inert(comparison.old.describe())}; NEW {inert(comparison.new.describe())}"
 
 
 def write_diff(comparison: Comparison, fmt: str, out: TextIO, *, include_all: bool = False, colour: bool = False) -> None:
@@ -337,7 +340,8 @@ def write_diff(comparison: Comparison, fmt: str, out: TextIO, *, include_all: bo
     shown = [c for c in COLUMNS if c != "muted" and (comparison.muting or c != "mute_reason")]
     rows = (_for_people(row)[:len(shown)] for row in rows)
     if fmt == "markdown":
-        out.write(f"Changes from {comparison.old.describe()} to {comparison.new.describe()}.\n\n")
+        out.write(f"Changes from {markdown_text(comparison.old.describe())} to "
+                  f"{markdown_text(comparison.new.describe())}.\n\n")
         render(shown, rows, fmt, out)
         return
     columns = [c for c in shown if c != "change"]

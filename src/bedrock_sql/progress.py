@@ -3,7 +3,6 @@ then a summary of rows, notes and failures. Also used by `check --live` and `que
 
 from __future__ import annotations
 
-import functools
 import os
 import shutil
 import sys
@@ -19,6 +18,7 @@ from .aws import offered
 from .engine import ErrorLog, ErrorRecord
 from .kms_need import DEFAULT_KMS_KEY_MODE, listed_tables
 from .model_context import DEFAULT_MODEL_CONTEXT
+from .render import terminal_text
 from .snapshot import CollectResult, collect
 
 
@@ -125,7 +125,12 @@ def _terminal_columns() -> int:
 
 def print_collect_summary(result: CollectResult, seconds: float, destination: str) -> None:
     counts = ", ".join(f"{n} {name}" for name, n in result.row_counts.items())
-    echo = functools.partial(click.echo, err=True)
+
+    def echo(line: str) -> None:
+        # Notes, accounts and AWS's error messages name resources (and quote what AWS
+        # answered): every line is inert on the terminal.
+        click.echo(terminal_text(line), err=True)
+
     echo(
         f"Collected {counts} from {len(result.scope.accounts)} account(s) and "
         f"{len(result.scope.regions)} region(s) in {seconds:.1f}s ({result.api_calls} API calls) -> {destination}"
@@ -151,9 +156,10 @@ def echo_errors(errors: list[ErrorRecord], limit: int = 10) -> None:
     """The first ``limit`` failures, one line each, on stderr."""
     for record in errors[:limit]:
         what = f" {record.resource}" if record.resource else ""
+        # AWS's message often quotes the resource (its name, an S3 URI): inert, on one line.
         click.echo(
-            f"  {record.account_id}/{record.region} {record.table_name}: {record.operation}{what}: "
-            f"{record.error_code}: {record.message}",
+            "  " + terminal_text(f"{record.account_id}/{record.region} {record.table_name}: {record.operation}{what}: "
+                                 f"{record.error_code}: {record.message}"),
             err=True,
         )
     if len(errors) > limit:

@@ -18,6 +18,25 @@ Conventions shared by every format:
   PAGE_ROWS rows at a time (column widths need the rows): a longer table
   result is several tables, each with its header; markdown writes its header
   once and continues its one table.
+
+Resource data is hostile (names, descriptions, tags, key descriptions, policy Sids are
+written by whoever can create a resource in one member account), so every format for
+people writes it inert:
+
+* table, line (and every line bedrock-sql prints for a person) go through
+  :func:`terminal_text`: a character that is not printable -- C0 and C1 controls (ESC, BEL,
+  CR, backspace, DEL, 0x80-0x9f), Unicode format characters (bidi overrides and isolates,
+  zero-width characters), line and paragraph separators, spaces other than " " -- is shown
+  as its Python escape (``\x1b``, ``\r``, ``\u202e``), and a backslash as ``\\``, so no
+  text can drive the terminal or pose as another value. Line breaks in a table cell stay
+  line breaks (tabulate lays the cell out on several lines); a page holding one is laid out
+  with a rule between rows (tabulate's "grid"), so no line of a value can pass for a row.
+  In ``line`` format a value's later lines are indented past the names.
+* markdown goes through :func:`markdown_text`: the same escapes, then ``< > &`` as HTML
+  entities and the Markdown metacharacters backslash-escaped, so a value is shown as
+  text by any CommonMark/GFM renderer: no HTML, link, image, emphasis, code span, math or
+  broken table.
+* csv is made formula-safe by :func:`neutralize_csv_cell`.
 """
 
 from __future__ import annotations
@@ -27,6 +46,7 @@ import csv
 import io
 import json
 import math
+import re
 import shutil
 from collections.abc import Iterable, Sequence
 from typing import Any, TextIO
@@ -37,22 +57,110 @@ FORMATS = ("table", "csv", "json", "jsonl", "markdown", "line")
 # Rows the table and markdown formats lay out at once (a few MB of cells).
 PAGE_ROWS = 10_000
 
-# OWASP "CSV injection": spreadsheets treat a cell starting with one of these
-# as a formula (tab and CR also count, since some importers strip them first).
-_FORMULA_TRIGGERS = ("=", "+", "-", "@", "\t", "\r")
+# OWASP "CSV injection" (and ASVS 5.0 V1.2.10): spreadsheets treat a cell starting with one of
+# these as a formula (tab, CR and NUL also count: importers drop them first -- LibreOffice
+# 7.4 evaluates "\0=1+1").
+_FORMULA_TRIGGERS = ("=", "+", "-", "@", "\t", "\r", "\0")
+_FORMULA_STARTS = ("=", "+", "-", "@")
+# What an importer may drop before it looks for a formula: LibreOffice's "Trim spaces" CSV
+# option evaluates " =1+1" (and " \0=1+1"), so a trigger after these counts too (line breaks
+# to be safe: LibreOffice keeps them). Measured there as text, so left alone: a full-width
+# U+FF1D, and "=" after a no-break or ideographic space.
+_DROPPED_BEFORE_FORMULA = " \t\r\n\0"
 
 
 def neutralize_csv_cell(value: Any) -> Any:
     """Defuse spreadsheet formula injection in one CSV cell.
 
-    A str starting with '=', '+', '-', '@', tab or carriage return gets a
-    leading single quote, so spreadsheets show it as text. Anything else,
-    including ints and floats (a negative number is harmless), is returned
-    unchanged.
+    A str starting with '=', '+', '-', '@', tab, carriage return or NUL -- or with one of
+    '=', '+', '-', '@' after leading spaces, line breaks and NULs -- gets a leading single
+    quote, so spreadsheets show it as text. Anything else, including ints and floats (a
+    negative number is harmless), is returned unchanged.
     """
-    if isinstance(value, str) and value.startswith(_FORMULA_TRIGGERS):
+    if isinstance(value, str) and (
+        value.startswith(_FORMULA_TRIGGERS) or value.lstrip(_DROPPED_BEFORE_FORMULA).startswith(_FORMULA_STARTS)
+    ):
         return "'" + value
     return value
+
+
+# --- inert text for terminals and Markdown ---------------------------------------------------
+
+
+class Styled(str):
+    """Text bedrock-sql styled itself (``click.style`` colours): :func:`terminal_text` passes
+    it through. Never wrap data in it."""
+
+
+_NAMED_ESCAPES = {"\\": "\\\\", "\t": "\\t", "\n": "\\n", "\r": "\\r"}
+
+
+def _escape_char(char: str) -> str:
+    named = _NAMED_ESCAPES.get(char)
+    if named:
+        return named
+    code = ord(char)
+    return f"\\x{code:02x}" if code < 0x100 else f"\\u{code:04x}" if code < 0x10000 else f"\\U{code:08x}"
+
+
+def _escape_line(text: str) -> str:
+    return "".join(c if c.isprintable() and c != "\\" else _escape_char(c) for c in text)
+
+
+def terminal_text(value: Any, *, multiline: bool = False) -> str:
+    """``value`` as text that is inert on a terminal: what every line for a person goes through.
+
+    NULL is empty and bytes are base64 (as in every format). Each character that is not
+    printable (:meth:`str.isprintable`: C0/C1 controls such as ESC, BEL, CR, backspace, DEL
+    and 0x80-0x9f; Unicode format characters such as the bidi overrides U+202A-U+202E and
+    isolates U+2066-U+2069, which reorder what a reviewer sees, and zero-width characters;
+    line/paragraph separators; spaces other than " ") becomes its Python escape (``\\x1b``,
+    ``\\t``, ``\\r``, ``\\n``, ``\\u202e``), and a backslash ``\\\\``: the result is
+    printable, and it reads back to the value exactly (``unicode_escape``), so no value can
+    pose as another. With ``multiline`` a line feed stays a line break (the caller lays out
+    the lines); otherwise it is ``\\n`` too. :class:`Styled` text is returned as is.
+    """
+    if isinstance(value, Styled):
+        return value
+    text = _text(value)
+    if text.isprintable() and "\\" not in text:  # the usual case, at C speed
+        return text
+    if multiline and "\n" in text:
+        return "\n".join(_escape_line(line) for line in text.split("\n"))
+    return _escape_line(text)
+
+
+_LINE_BREAK = re.compile(r"\r\n|\r|\n")
+# Any of these in a value sends it through markdown_text's escaping (most cells hold none).
+_MARKDOWN_SPECIAL = re.compile(r"[\\`*_~\[\]|$@#<>&\r\n]|://|[Ww]{3}\.")
+# Markdown (CommonMark and GitHub's extensions) that data could use to make markup: code
+# spans, emphasis, strikethrough, links/images/footnotes, table cells, math, @mentions and
+# #references; a backslash because it is the escape itself. Before any of these a backslash
+# makes the character literal; < > & are entities (no HTML, no <autolink>, no &entity;).
+_MARKDOWN_ESCAPES = str.maketrans(
+    {**{c: "\\" + c for c in "\\`*~[]|$@#"}, "<": "&lt;", ">": "&gt;", "&": "&amp;"}
+)
+# "_" makes emphasis only where it does not stand between two letters or digits (CommonMark's
+# flanking rules): control_id and account_id stay readable in the raw file.
+_UNDERSCORE = re.compile(r"(?<![^\W_])_|_(?![^\W_])")
+# GitHub's extended autolinks: "scheme://..." and "www." become links even as plain text. An
+# escaped ":" or "." there leaves the text as it was and makes no link. (An e-mail address
+# stays an autolink: GitHub finds those after escapes are undone; its text is its target.)
+_AUTOLINK = re.compile(r"(?=://)|(?<=[Ww][Ww][Ww])(?=\.)")
+
+
+def markdown_text(value: Any) -> str:
+    """``value`` as Markdown inline text (a table cell, a sentence) that renders as exactly
+    its text: :func:`terminal_text` escapes (Markdown files are read in terminals too), HTML
+    and Markdown metacharacters escaped, and each line break a ``<br>`` (a cell is one line).
+    """
+    text = _text(value)
+    if text.isprintable() and not _MARKDOWN_SPECIAL.search(text):  # the usual case
+        return text
+    lines = _LINE_BREAK.split(text)
+    escaped = (_AUTOLINK.sub("\\\\", _UNDERSCORE.sub(r"\\_", terminal_text(line).translate(_MARKDOWN_ESCAPES)))
+               for line in lines)
+    return "<br>".join(escaped)
 
 
 def render(
@@ -204,14 +312,21 @@ class _JsonWriter(_JsonlWriter):
 
 
 class _LineWriter(RowWriter):
-    """Like sqlite3's ".mode line": "name = value", names right-aligned."""
+    """Like sqlite3's ".mode line": "name = value", names right-aligned. A value's later lines
+    are indented past the names, so no line of a value can pass for another column or row."""
+
+    def __init__(self, columns, out):
+        super().__init__(columns, out)
+        self._names = [terminal_text(c) for c in columns]
+        self._width = max((len(n) for n in self._names), default=0)
+        self._continued = "\n" + " " * (self._width + 3)
 
     def _write(self, row):
         if self.count:
             self.out.write("\n")
-        width = max((len(c) for c in self.columns), default=0)
-        for name, value in zip(self.columns, row):
-            self.out.write(f"{name:>{width}} = {_text(value)}\n")
+        for name, value in zip(self._names, row):
+            shown = terminal_text(value, multiline=True).replace("\n", self._continued)
+            self.out.write(f"{name:>{self._width}} = {shown}\n")
 
 
 class _PagedWriter(RowWriter):
@@ -251,9 +366,9 @@ class _TableWriter(_PagedWriter):
     header (a blank line between them)."""
 
     def _cells(self, row):
-        # None is kept so tabulate's missingval applies; bytes would otherwise be
-        # ASCII-decoded by tabulate and fail on binary data.
-        return [_blob(v) for v in row]
+        # None is kept so tabulate's missingval applies, and numbers so they align right;
+        # text is made inert (bytes are base64: tabulate would ASCII-decode them and fail).
+        return [v if v is None or isinstance(v, (int, float)) else terminal_text(v, multiline=True) for v in row]
 
     def _write_page(self, page, first):
         if not first:
@@ -266,14 +381,22 @@ class _TableWriter(_PagedWriter):
             and any(row[i] is not None for row in page)
             for i in range(len(self.columns))
         ]
+        headers = [terminal_text(c, multiline=True) for c in self.columns]
+        widths = _fit_to_terminal(headers, page, self.out)
+        # A cell of several lines (a line break, or wrapped to the terminal) is ambiguous in
+        # psql's layout, which has no rule between rows: its later lines read as rows of
+        # their own, which data could forge. Such a page gets a rule after every row.
+        several_lines = widths is not None or any(
+            "\n" in cell for row in page for cell in row if isinstance(cell, str)
+        ) or any("\n" in h for h in headers)
         text = tabulate(
             page,
-            headers=self.columns,
-            tablefmt="psql",
+            headers=headers,
+            tablefmt="grid" if several_lines else "psql",
             missingval="",
             disable_numparse=True,
             colalign=["right" if n else "left" for n in numeric] or None,
-            maxcolwidths=_fit_to_terminal(self.columns, page, self.out),
+            maxcolwidths=widths,
         )
         if text:
             self.out.write(text + "\n")
@@ -310,7 +433,7 @@ def _fit_to_terminal(columns, data, out) -> list[int | None] | None:
         return None
     width = shutil.get_terminal_size((120, 24)).columns
     natural = [
-        max([len(str(h))] + [len(str(row[i])) for row in data if row[i] is not None])
+        max([_widest_line(h)] + [_widest_line(row[i]) for row in data if row[i] is not None])
         for i, h in enumerate(columns)
     ]
     budget = width - 3 * len(columns) - 1  # psql borders: "| " ... " |" between columns
@@ -325,10 +448,14 @@ def _fit_to_terminal(columns, data, out) -> list[int | None] | None:
     return [c if c < n else None for c, n in zip(caps, natural)]
 
 
+def _widest_line(value: Any) -> int:
+    return max(len(line) for line in str(value).split("\n"))
+
+
 def _md_cell(value: Any) -> str:
-    # A bare '|' would end the cell and a newline would end the row.
-    text = _text(value).replace("|", "\\|")
-    return text.replace("\r\n", "<br>").replace("\n", "<br>").replace("\r", "<br>")
+    # markdown_text: no markup from data, a '|' escaped (it would end the cell) and each
+    # line break a <br> (a newline would end the row).
+    return markdown_text(value)
 
 
 _WRITERS: dict[str, type[RowWriter]] = {

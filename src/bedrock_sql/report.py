@@ -44,7 +44,7 @@ from .controls import (
 from .errors import UserError
 from .exceptions import ExceptionFile
 from .frameworks import requirement_labels
-from .render import render, row_writer
+from .render import Styled, markdown_text, render, row_writer, terminal_text
 
 CHECK_FORMATS = ("table", "brief", "csv", "json", "jsonl", "markdown", "asff", "ocsf", "html")
 # Formats whose stdout must stay parseable: their summary goes to stderr (html: the page is
@@ -228,13 +228,16 @@ class _ExportFile:
 # --- summaries ----------------------------------------------------------------------------
 
 
-def status_summary(counts: Mapping[str, int], run: SnapshotRun | None, expired: int = 0) -> str:
+def status_summary(counts: Mapping[str, int], run: SnapshotRun | None, expired: int = 0, *,
+                   inert: Callable[[object], str] = terminal_text) -> str:
     """The summary line: the count of each status (and of its muted findings, when any),
-    expired exceptions, and the collect run it judged."""
+    expired exceptions, and the collect run it judged. The run's fields are read from the
+    snapshot: ``inert`` makes them safe where the line goes (:func:`markdown_text` after a
+    Markdown report; a terminal otherwise)."""
     text = "Summary: total " + str(counts["total"]) + "".join(f", {_counted(counts, s)}" for s in STATUSES)
     if expired:
         text += f"; {expired} exception{'s' if expired != 1 else ''} expired"
-    return text + (f"; snapshot collected {run.collected_at}, run {run.run_id}" if run else "")
+    return text + (f"; snapshot collected {inert(run.collected_at)}, run {inert(run.run_id)}" if run else "")
 
 
 def _counted(counts: Mapping[str, int], status: str, *, first: str = "name") -> str:
@@ -316,7 +319,9 @@ def _writer(output: Output, columns: list[str], run: SnapshotRun | None, *,
 
         return _JsonArray(output.out, asff_finding if output.fmt == "asff" else ocsf_event)
     if output.fmt == "markdown" and run:
-        output.out.write(f"Findings of the snapshot collected {run.collected_at} (run {run.run_id}).\n\n")
+        # The run's fields come from the snapshot (a merged shard may hold anything): inert too.
+        output.out.write(f"Findings of the snapshot collected {markdown_text(run.collected_at)} "
+                         f"(run {markdown_text(run.run_id)}).\n\n")
     return _FlatRows(output.fmt, output.out, columns)
 
 
@@ -369,22 +374,26 @@ class _Brief:
 
     def write(self, f: Finding) -> None:
         if f.status in ("alarm", "error"):
-            accepted = f"  [accepted: {f.mute_reason}]" if f.muted else ""
+            # One line per finding, whatever the data holds: terminal_text turns a line break
+            # into a visible \n (so no value can forge a finding's line) and defuses escapes.
+            accepted = f"  [accepted: {terminal_text(f.mute_reason)}]" if f.muted else ""
             label = _status(f.status, self.colour, muted=bool(f.muted))
-            self.out.write(f"{label:5}  {f.control.id}  {f.resource}  {f.reason}{accepted}\n")
+            self.out.write(f"{label:5}  {terminal_text(f.control.id)}  {terminal_text(f.resource)}  "
+                           f"{terminal_text(f.reason)}{accepted}\n")
 
     def close(self) -> None:
         pass
 
 
 def _status(status: str, colour: bool, muted: bool = False) -> str:
-    """ALARM, or 'ALARM (muted)' (dim on a terminal: an accepted risk)."""
+    """ALARM, or 'ALARM (muted)' (dim on a terminal: an accepted risk). Coloured, it is
+    :class:`Styled`: the table keeps our escape sequences (and only ours)."""
     label = status.upper() + (" (muted)" if muted else "")
     if not colour:
         return label
     if muted:
-        return click.style(label, fg=STATUS_COLOURS[status], dim=True)
-    return click.style(label, fg=STATUS_COLOURS[status], bold=status in ("alarm", "error"))
+        return Styled(click.style(label, fg=STATUS_COLOURS[status], dim=True))
+    return Styled(click.style(label, fg=STATUS_COLOURS[status], bold=status in ("alarm", "error")))
 
 
 def _write_grouped(
@@ -404,7 +413,7 @@ def _write_grouped(
         )
 
     for control, counts in sorted(controls, key=worst):
-        heading = f"{control.id} [{control.severity}] {control.title}"
+        heading = terminal_text(f"{control.id} [{control.severity}] {control.title}")  # --queries files too
         out.write((click.style(heading, bold=True) if colour else heading) + "\n")
         out.write(
             "  " + ", ".join(_counted(counts, s, first="count") for s in STATUSES if counts[s])

@@ -15,6 +15,7 @@ import click
 from .. import __version__
 from ..aws import DEFAULT_MAX_WORKERS, ApiError, AwsOptions
 from ..errors import BOTOCORE_FAILURES, UserError, api_call_of, aws_failure_message
+from ..render import terminal_text
 from ..sql import StatementTimeout, checked_timeout
 
 EXIT_OK, EXIT_PARTIAL, EXIT_USAGE = 0, 2, 2
@@ -131,8 +132,10 @@ queries_option = click.option(
 
 def _one_line(message: str) -> str:
     """The message on one line: SQLite quotes the rest of a multi-line query in some errors
-    (an unterminated string, say), which would otherwise spill over several lines."""
-    return " ".join(part.strip() for part in message.splitlines() if part.strip())
+    (an unterminated string, say), which would otherwise spill over several lines. Inert on
+    a terminal (:func:`~bedrock_sql.render.terminal_text`): errors quote paths, SQL and what
+    AWS answered, which can name hostile resources."""
+    return terminal_text(" ".join(part.strip() for part in message.splitlines() if part.strip()))
 
 
 def _exit_now(line: str, code: int) -> None:
@@ -186,6 +189,7 @@ def main(argv: list[str] | None = None) -> None:
             code = EXIT_USAGE
     except AWS_FAILURES as exc:
         # Outside the AWS commands, whose own mapping (aws_options) also knows --endpoint-url.
-        click.echo(f"bedrock-sql: error: {aws_failure_message(exc, os.environ.get('AWS_ENDPOINT_URL'))}", err=True)
+        click.echo(f"bedrock-sql: error: {_one_line(aws_failure_message(exc, os.environ.get('AWS_ENDPOINT_URL')))}",
+                   err=True)
         code = EXIT_USAGE
     sys.exit(code or 0)

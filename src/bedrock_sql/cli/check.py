@@ -14,7 +14,7 @@ from ..diff import DIFF_FORMATS, FAIL_ON
 from ..errors import UserError
 from ..exceptions import ExceptionFile, load_exceptions
 from ..progress import collect_with_progress
-from ..render import FORMATS, render
+from ..render import FORMATS, markdown_text, render, terminal_text
 from ..report import CHECK_FORMATS
 from ..sql import snapshot_connection
 from .app import EXIT_PARTIAL, aws_options, cli, queries_option, timeout_option
@@ -32,7 +32,7 @@ def load_exceptions_file(path: str, controls) -> ExceptionFile:
     """The exceptions file, read and checked before anything is written; its warnings said."""
     exceptions = load_exceptions(path, [c.id for c in controls])
     for warning in exceptions.warnings():
-        click.echo(f"bedrock-sql: warning: {warning}", err=True)
+        click.echo(terminal_text(f"bedrock-sql: warning: {warning}"), err=True)  # names resources
     return exceptions
 
 
@@ -131,10 +131,12 @@ def check_command(ctx, control_ids, severity, fmt, exports, live, exceptions_fil
         else:
             with snapshot_connection(ctx.obj["db"], timeout=timeout) as connection:
                 result = check_and_send(connection)
-    click.echo(status_summary(result.counts, result.run, result.expired), err=machine)
+    # After a Markdown report on stdout the line is part of that document: Markdown-safe there.
+    inert = markdown_text if fmt == "markdown" and not machine else terminal_text
+    click.echo(status_summary(result.counts, result.run, result.expired, inert=inert), err=machine)
     if hub is not None:
-        for line in hub.lines():
-            click.echo(line, err=True)
+        for line in hub.lines():  # AWS's answers name resources: inert like any data
+            click.echo(terminal_text(line), err=True)
     # Findings that did not reach Security Hub: no verdict CI may read as delivered.
     ctx.exit(EXIT_PARTIAL if hub is not None and hub.failed else exit_code(result.counts))
 
@@ -160,8 +162,9 @@ def diff_command(ctx, old, new, fmt, include_all, fail_on, exceptions_file, quer
     controls = load_controls(query_dirs)
     exceptions = load_exceptions_file(exceptions_file, controls) if exceptions_file else None
     with compare_snapshots(old, new, controls, timeout=timeout, exceptions=exceptions) as comparison:
-        for note in comparison.notes:
-            click.echo(f"bedrock-sql: note: {note}", err=True)
+        for note in comparison.notes:  # accounts and runs read from the snapshots
+            click.echo(terminal_text(f"bedrock-sql: note: {note}"), err=True)
         write_diff(comparison, fmt, sys.stdout, include_all=include_all, colour=sys.stdout.isatty())
-    click.echo(summary_line(comparison, include_all=include_all), err=fmt in MACHINE_FORMATS)
+    click.echo(summary_line(comparison, include_all=include_all,
+                            inert=markdown_text if fmt == "markdown" else terminal_text), err=fmt in MACHINE_FORMATS)
     ctx.exit(1 if comparison.failing(fail_on) else 0)

@@ -20,6 +20,7 @@ import sys
 import urllib.parse
 import urllib.request
 from collections import defaultdict
+from dataclasses import dataclass
 from pathlib import Path
 
 import pytest
@@ -290,7 +291,7 @@ def test_a_file_datasette_cannot_serve_as_it_is_is_refused(demo_db: Path, tmp_pa
 
 def test_binds_the_loopback_by_default(demo_db: Path, monkeypatch, capsys) -> None:
     bound = []
-    monkeypatch.setattr(serve, "run_server", lambda datasette, sock: bound.append(sock.getsockname()))
+    monkeypatch.setattr(serve, "run_server", lambda datasette, sock, hosts: bound.append(sock.getsockname()))
     code, err = run_main(["--db", str(demo_db), "serve", "--port", "0"], capsys)
     assert code == 0
     (host, port), = bound
@@ -301,7 +302,7 @@ def test_binds_the_loopback_by_default(demo_db: Path, monkeypatch, capsys) -> No
 
 def test_another_host_is_served_with_a_warning(demo_db: Path, monkeypatch, capsys) -> None:
     bound = []
-    monkeypatch.setattr(serve, "run_server", lambda datasette, sock: bound.append(sock.getsockname()))
+    monkeypatch.setattr(serve, "run_server", lambda datasette, sock, hosts: bound.append(sock.getsockname()))
     code, err = run_main(["--db", str(demo_db), "serve", "--host", "0.0.0.0", "--port", "0"], capsys)
     assert code == 0 and bound[0][0] == "0.0.0.0"
     assert "bedrock-sql: warning: listening on 0.0.0.0: anyone who can reach port" in err
@@ -318,16 +319,17 @@ def test_a_port_in_use_is_one_line(demo_db: Path, capsys) -> None:
 
 
 class RealServer:
-    """``bedrock-sql serve --port 0`` in a subprocess; ``url`` is the database's page."""
+    """``bedrock-sql serve --port 0 [ARGS]`` in a subprocess; ``url`` is the database's page
+    (as serve prints it), ``port`` the port it took."""
 
-    def __init__(self, db: Path):
-        self.process = start_cli(["--db", str(db), "serve", "--port", "0"], cwd=db.parent, env=cli_env())
+    def __init__(self, db: Path, *args: str):
+        self.process = start_cli(["--db", str(db), "serve", "--port", "0", *args], cwd=db.parent, env=cli_env())
         self.stderr_lines = []
         for line in self.process.stderr:  # blocks until the line comes (or the process ends)
             self.stderr_lines.append(line)
-            found = re.search(r"read-only at (http://127\.0\.0\.1:\d+/\S+) ", line)
+            found = re.search(r"read-only at (http://(?:\[[0-9a-f:]+\]|[0-9.]+):(\d+)/\S+) ", line)
             if found:
-                self.url = found.group(1)
+                self.url, self.port = found.group(1), int(found.group(2))
                 break
         else:
             raise AssertionError(f"serve did not start: {''.join(self.stderr_lines)}")
@@ -378,3 +380,280 @@ def test_in_chromium_a_control_page_shows_its_rows(real_server: RealServer, page
     statuses = page.locator("table.rows-and-columns tbody tr td.col-status").all_inner_texts()
     assert statuses == [finding["status"] for finding in expected]
     page.screenshot(path=str(tmp_path / "serve-control.png"), full_page=True)
+
+
+# --- only its own address: the Host header (DNS rebinding) ------------------------------------
+
+
+@dataclass
+class Answer:
+    status: int
+    headers: dict[str, list[str]]
+    body: bytes
+
+    def header(self, name: str) -> str | None:
+        values = self.headers.get(name.lower())
+        return values[0] if values else None
+
+
+def raw_get(port: int, path: str, host_lines: list[str], *, version: str = "HTTP/1.1",
+            address: str = "127.0.0.1") -> Answer:
+    """GET ``path`` with exactly the Host lines given (none, one, several), as a browser
+    under DNS rebinding sends them: to our address, with the attacker's name."""
+    request = f"GET {path} {version}\r\n" + "".join(f"{line}\r\n" for line in host_lines) + "Connection: close\r\n\r\n"
+    with socket.create_connection((address, port), timeout=60) as connection:
+        connection.sendall(request.encode("latin-1"))
+        data = b""
+        while chunk := connection.recv(65536):
+            data += chunk
+    head, _, body = data.partition(b"\r\n\r\n")
+    status_line, *header_lines = head.decode("latin-1").split("\r\n")
+    headers: dict[str, list[str]] = defaultdict(list)
+    for line in header_lines:
+        name, _, value = line.partition(":")
+        headers[name.strip().lower()].append(value.strip())
+    if headers.get("transfer-encoding") == ["chunked"]:
+        body = _unchunk(body)
+    return Answer(int(status_line.split()[1]), dict(headers), body)
+
+
+def _unchunk(body: bytes) -> bytes:
+    out = b""
+    while body:
+        size_line, _, body = body.partition(b"\r\n")
+        size = int(size_line.split(b";")[0], 16)
+        if size == 0:
+            break
+        out, body = out + body[:size], body[size + 2:]
+    return out
+
+
+@pytest.fixture(scope="module")
+def guarded(demo_db: Path):
+    server = RealServer(demo_db)
+    try:
+        yield server
+    finally:
+        server.stop()
+
+
+def free_port() -> int:
+    with socket.create_server(("127.0.0.1", 0)) as spare:
+        return spare.getsockname()[1]
+
+
+def reading_paths(database: str) -> list[str]:
+    """Pages and JSON that give the snapshot away: what a rebinding page would fetch."""
+    sql = urllib.parse.urlencode({"sql": "select arn, policy from aws_kms_key"})
+    return ["/", f"/{database}", f"/{database}.json?{sql}", f"/{database}?{sql}", f"/{database}/aws_kms_key.json",
+            f"/{database}/aws_kms_key.csv", f"/{database}/{SEED}.json", f"/{database}/aws_kms_key/1.json",
+            "/-/versions.json", "/-/static/app.css"]
+
+
+def test_the_real_server_answers_its_own_host(guarded: RealServer, demo_db: Path) -> None:
+    database = guarded.url.rsplit("/", 1)[1]
+    for host in (f"127.0.0.1:{guarded.port}", f"localhost:{guarded.port}", f"LOCALHOST:{guarded.port}"):
+        for path in reading_paths(database):
+            answer = raw_get(guarded.port, path, [f"Host: {host}"])
+            assert answer.status == 200, (host, path, answer.status, answer.body[:300])
+    answer = raw_get(guarded.port, f"/{database}.json?" + urllib.parse.urlencode(
+        {"sql": "select arn from aws_kms_key", "_shape": "array"}), [f"Host: 127.0.0.1:{guarded.port}"])
+    assert json.loads(answer.body) and all(row["arn"].startswith("arn:aws:kms:") for row in json.loads(answer.body))
+
+
+def hostile_hosts(port: int) -> list[list[str]]:
+    other = free_port()
+    return [
+        ["Host: evil.example"],
+        [f"Host: evil.example:{port}"],
+        [f"Host: 127.0.0.1:{other}"],
+        [f"Host: localhost:{other}"],
+        ["Host: 127.0.0.1"],  # no port: port 80's, not ours
+        [f"Host: 127.0.0.1:{port}.evil.example"],
+        [f"Host: localhost.evil.example:{port}"],
+        [f"Host: [::1]:{other}"],
+        [f"Host: 127.0.0.1:{port}", "Host: evil.example"],  # two Hosts: which would a proxy believe?
+        ["Host: "],
+    ]
+
+
+def test_the_real_server_refuses_any_other_host(guarded: RealServer) -> None:
+    database = guarded.url.rsplit("/", 1)[1]
+    for host_lines in hostile_hosts(guarded.port):
+        for path in reading_paths(database):
+            answer = raw_get(guarded.port, path, host_lines)
+            assert answer.status in (400, 403), (host_lines, path, answer.status)  # h11 itself refuses some
+            assert b"arn:aws" not in answer.body and b"Statement" not in answer.body, (host_lines, path)
+            if answer.status == 403:
+                assert answer.header("content-type") == "text/plain; charset=utf-8"
+                assert answer.body.count(b"\n") == 1 and len(answer.body) < 300, answer.body
+                assert b"Host header" in answer.body
+    # Almost all of them are refused by serve itself, not by the HTTP parser.
+    statuses = [raw_get(guarded.port, "/", lines).status for lines in hostile_hosts(guarded.port)]
+    assert statuses.count(403) >= len(statuses) - 2, statuses
+
+
+def test_the_real_server_refuses_a_request_without_host(guarded: RealServer) -> None:
+    database = guarded.url.rsplit("/", 1)[1]
+    for path in reading_paths(database):
+        # HTTP/1.0 may omit Host: serve refuses it.
+        answer = raw_get(guarded.port, path, [], version="HTTP/1.0")
+        assert answer.status == 403 and b"arn:aws" not in answer.body, (path, answer.status)
+        # HTTP/1.1 must send one: uvicorn's parser refuses it first.
+        answer = raw_get(guarded.port, path, [])
+        assert answer.status in (400, 403) and b"arn:aws" not in answer.body, (path, answer.status)
+
+
+SECURITY_HEADERS = {
+    "x-content-type-options": "nosniff",
+    "referrer-policy": "no-referrer",
+    "x-frame-options": "DENY",
+    "cross-origin-resource-policy": "same-origin",
+}
+
+
+def test_every_answer_carries_the_security_headers(guarded: RealServer) -> None:
+    database = guarded.url.rsplit("/", 1)[1]
+    own = [f"Host: 127.0.0.1:{guarded.port}"]
+    answers = [raw_get(guarded.port, path, own) for path in reading_paths(database)]
+    answers += [raw_get(guarded.port, "/nope", own), raw_get(guarded.port, "/", ["Host: evil.example"])]
+    assert {a.status for a in answers} == {200, 404, 403}
+    for answer in answers:
+        for name, value in SECURITY_HEADERS.items():
+            assert answer.headers.get(name) == [value], (answer.status, name, answer.headers)
+        csp = answer.header("content-security-policy")
+        assert csp == serve.content_security_policy()
+        directives = dict(part.strip().split(" ", 1) for part in csp.split(";"))
+        assert directives["default-src"] == "'none'" and directives["frame-ancestors"] == "'none'"
+        assert directives["base-uri"] == "'none'" and directives["form-action"] == "'self'"
+        assert "'unsafe-inline'" not in directives["script-src"] and "'unsafe-eval'" not in directives["script-src"]
+        assert all(source == "'self'" or source.startswith("'sha256-") for source in directives["script-src"].split())
+
+
+def test_datasettes_own_pages_run_under_the_policy_in_chromium(guarded: RealServer, page) -> None:  # noqa: F811
+    """Datasette's inline scripts (allowed by hash) run, nothing on its pages breaks the
+    policy, and any other inline script is blocked."""
+    violations: list[str] = []
+    page.on("console", lambda message: violations.append(f"{page.url}: {message.text}")
+            if "Content Security Policy" in message.text or message.text.startswith("CSP ") else None)
+    page.add_init_script("document.addEventListener('securitypolicyviolation', e => "
+                         "console.log('CSP ' + e.violatedDirective + ' ' + e.blockedURI))")
+    base, database = guarded.url.rsplit("/", 1)
+    pages = ["/", f"/{database}", f"/{database}/aws_kms_key", f"/{database}/aws_kms_key?_facet=region",
+             f"/{database}/aws_kms_key/1", f"/{database}/{SEED}", f"/{database}?sql=select+arn+from+aws_kms_key",
+             f"/{database}?sql=select+nonsense", "/-/versions", "/nope"]
+    for path in pages:
+        page.goto(base + path)
+        page.wait_for_load_state("load")
+    assert violations == []
+    # The inline scripts did run: the SQL editor is CodeMirror, the table page's flag is set.
+    page.goto(f"{guarded.url}?sql=select+1")
+    assert page.locator(".CodeMirror").count() == 1
+    page.goto(f"{guarded.url}/aws_kms_key")
+    assert page.evaluate("typeof DATASETTE_ALLOW_FACET") == "boolean"
+    # A script that is not one of Datasette's does not run.
+    ran = page.evaluate("""() => new Promise(resolve => {
+        document.addEventListener('securitypolicyviolation', () => resolve(window.injected === true), {once: true});
+        const script = document.createElement('script');
+        script.textContent = 'window.injected = true';
+        document.body.appendChild(script);
+    })""")
+    assert ran is False
+    assert any("script-src" in v for v in violations)
+
+
+def test_the_hosts_serve_answers() -> None:
+    assert serve.answered_hosts("127.0.0.1", "127.0.0.1", 8001) == ("127.0.0.1:8001", "[::1]:8001", "localhost:8001")
+    assert serve.answered_hosts("localhost", "127.0.0.1", 8001) == ("127.0.0.1:8001", "[::1]:8001", "localhost:8001")
+    assert serve.answered_hosts("::1", "::1", 8001) == ("127.0.0.1:8001", "[::1]:8001", "localhost:8001")
+    # A wildcard bind: the loopback names and what --allow-host names (its own port, or the one given).
+    assert serve.answered_hosts("0.0.0.0", "0.0.0.0", 8001, ["Audit.Example.com", "proxy.example:443", "[fd00::5]:9"]) == (
+        "0.0.0.0:8001", "127.0.0.1:8001", "[::1]:8001", "[fd00::5]:9", "audit.example.com:8001", "localhost:8001",
+        "proxy.example:443")
+    # A private address: itself only.
+    assert serve.answered_hosts("10.1.2.3", "10.1.2.3", 8001) == ("10.1.2.3:8001",)
+    # Browsers leave out port 80.
+    assert "localhost" in serve.answered_hosts("127.0.0.1", "127.0.0.1", 80)
+    assert "evil.example" not in " ".join(serve.answered_hosts("0.0.0.0", "0.0.0.0", 80, ["audit.example"]))
+
+
+@pytest.mark.parametrize("value", ["*", "evil example", "http://x", "x:0", "x:99999", "[zz]:80", "a..b", "-x"])
+def test_a_bad_allow_host_is_one_line(demo_db: Path, value: str, capsys) -> None:
+    code, err = run_main(["--db", str(demo_db), "serve", "--port", "0", "--allow-host", value], capsys)
+    assert code == 2 and err.count("\n") == 1 and "--allow-host" in err, err
+
+
+def test_a_wildcard_bind_answers_the_names_given(demo_db: Path) -> None:
+    server = RealServer(demo_db, "--host", "0.0.0.0", "--allow-host", "audit.example")
+    try:
+        said = "".join(server.stderr_lines)
+        assert "answering only requests for" in said and f"audit.example:{server.port}" in said
+        database = server.url.rsplit("/", 1)[1]
+        path = f"/{database}.json?sql=select+1"
+        assert raw_get(server.port, path, [f"Host: audit.example:{server.port}"]).status == 200
+        assert raw_get(server.port, path, [f"Host: 127.0.0.1:{server.port}"]).status == 200
+        assert raw_get(server.port, path, [f"Host: evil.example:{server.port}"]).status == 403
+    finally:
+        server.stop()
+
+
+@pytest.mark.skipif(not socket.has_ipv6, reason="no IPv6")
+def test_an_ipv6_loopback_bind_answers_its_bracketed_address(demo_db: Path) -> None:
+    try:
+        socket.create_server(("::1", 0), family=socket.AF_INET6).close()
+    except OSError:
+        pytest.skip("no IPv6 loopback here")
+    server = RealServer(demo_db, "--host", "::1")
+    try:
+        assert server.url.startswith("http://[::1]:")
+        database = server.url.rsplit("/", 1)[1]
+        path = f"/{database}.json?sql=select+1"
+        for host, status in ((f"[::1]:{server.port}", 200), (f"localhost:{server.port}", 200),
+                             (f"evil.example:{server.port}", 403), ("[::1]", 403)):
+            assert raw_get(server.port, path, [f"Host: {host}"], address="::1").status == status, host
+    finally:
+        server.stop()
+
+
+def test_datasettes_connections_have_the_length_limit(served) -> None:
+    response = get(served, f"/{served.database}.json?" + urllib.parse.urlencode({"sql": "select hex(zeroblob(4e8))"}))
+    assert response.status_code == 400 and "string or blob too big" in response.json()["error"]
+    assert get_json(served, f"/{served.database}.json?sql=select+length(zeroblob(1e7))+as+n&_shape=array") == [{"n": 10_000_000}]
+
+
+def test_the_host_guard_in_process() -> None:
+    """What the HTTP parser may already refuse (several Host headers, none) is refused by
+    the guard itself too, and a refused request never reaches Datasette."""
+    reached = []
+
+    async def app(scope, receive, send):
+        reached.append(scope["type"])
+        await send({"type": "http.response.start", "status": 200, "headers": [(b"x-frame-options", b"SAMEORIGIN")]})
+        await send({"type": "http.response.body", "body": b"snapshot"})
+
+    guard = serve.HostGuard(app, ["127.0.0.1:8001", "localhost:8001"])
+
+    def call(headers: list[tuple[bytes, bytes]], kind: str = "http") -> list[dict]:
+        sent: list[dict] = []
+
+        async def receive():
+            return {"type": "http.request", "body": b""}
+
+        async def send(message):
+            sent.append(message)
+
+        asyncio.run(guard({"type": kind, "headers": headers}, receive, send))
+        return sent
+
+    for headers in ([], [(b"host", b"evil.example:8001")], [(b"host", b"127.0.0.1:8001"), (b"host", b"evil.example")],
+                    [(b"host", b"evil.example"), (b"host", b"127.0.0.1:8001")]):
+        sent = call(headers)
+        assert sent[0]["status"] == 403 and b"snapshot" not in sent[1]["body"], headers
+    assert call([(b"host", b"evil.example")], "websocket") == [{"type": "websocket.close", "code": 1008}]
+    assert reached == []
+    sent = call([(b"Host", b"LocalHost:8001")])
+    assert sent[0]["status"] == 200 and sent[1]["body"] == b"snapshot" and reached == ["http"]
+    headers = dict(sent[0]["headers"])
+    # Datasette's own header stays; the missing ones are added.
+    assert headers[b"x-frame-options"] == b"SAMEORIGIN" and headers[b"x-content-type-options"] == b"nosniff"
+    assert [key for key, _ in sent[0]["headers"]].count(b"x-frame-options") == 1

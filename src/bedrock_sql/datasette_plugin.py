@@ -10,6 +10,11 @@ tables it never collected, as TEMP objects on each connection: the statements th
 :func:`bedrock_sql.views.install_views` ran on an apsw connection to the same file
 (:func:`temp_schema`), replayed.
 
+Each connection also gets the size and memory limits of every bedrock-sql statement
+(:func:`bedrock_sql.sql.limit_resources`): Python's ``sqlite3`` is another SQLite library
+than apsw's, with limits of its own to set. Datasette's ``sql_time_limit_ms`` stops a
+statement between SQLite's steps; the length limit keeps any one step short, as in ``query``.
+
 serve registers this module with Datasette's plugin manager itself (no entry point), so a
 plain ``datasette`` run elsewhere in the same environment is not touched.
 """
@@ -22,6 +27,7 @@ import weakref
 import apsw
 from datasette import hookimpl
 
+from .sql import HEAP_LIMIT_BYTES, MAX_VALUE_BYTES
 from .sql_functions import FUNCTIONS
 
 # Datasette instance -> database name -> the TEMP statements its connections run.
@@ -49,8 +55,18 @@ def set_temp_schema(datasette, database: str, statements: tuple[str, ...]) -> No
     _TEMP_SCHEMAS.setdefault(datasette, {})[database] = statements
 
 
+def limit_resources(conn: sqlite3.Connection) -> None:
+    """:func:`bedrock_sql.sql.limit_resources` for a ``sqlite3`` connection."""
+    conn.setlimit(sqlite3.SQLITE_LIMIT_LENGTH, MAX_VALUE_BYTES)
+    conn.setlimit(sqlite3.SQLITE_LIMIT_SQL_LENGTH, MAX_VALUE_BYTES)
+    # sqlite3 has no call for it; the pragma sets the library's process-wide limit, and
+    # only ever lowers it (SQLite ignores a value above the one in force).
+    conn.execute(f"PRAGMA hard_heap_limit = {HEAP_LIMIT_BYTES}")
+
+
 def install(conn: sqlite3.Connection, statements: tuple[str, ...] = ()) -> None:
-    """bedrock-sql's SQL functions, then ``statements``, on a ``sqlite3`` connection."""
+    """bedrock-sql's limits and SQL functions, then ``statements``, on a ``sqlite3`` connection."""
+    limit_resources(conn)
     for name, (function, arguments, deterministic) in FUNCTIONS.items():
         conn.create_function(name, arguments, function, deterministic=deterministic)
     for statement in statements:

@@ -1,5 +1,6 @@
 """Running an analyst's SQL: one statement, read-only, on the snapshot or live on AWS, stopped
-by Ctrl-C or a timeout (:class:`StatementGuard`)."""
+by Ctrl-C or a timeout (:class:`StatementGuard`), within limits of size and memory
+(:func:`limit_resources`)."""
 
 from __future__ import annotations
 
@@ -8,7 +9,7 @@ import threading
 import weakref
 from contextlib import contextmanager
 from dataclasses import dataclass
-from typing import Iterator
+from typing import Callable, Iterator
 
 import apsw
 import apsw.ext
@@ -52,7 +53,7 @@ def run_query(connection: apsw.Connection, sql: str, bindings=None) -> Result:
         if timed:
             guard.stop()
         if isinstance(exc, apsw.Error):
-            raise _sql_error(exc) from None
+            raise _sql_error(exc, guard) from None
         raise
     return Result(columns, _rows(cursor, guard if timed else None))
 
@@ -61,13 +62,15 @@ def _rows(cursor, timed_by: StatementGuard | None) -> Iterator[tuple]:
     try:
         yield from cursor
     except apsw.Error as exc:  # e.g. a runtime error half-way through (bad json, ...)
-        raise _sql_error(exc) from None
+        raise _sql_error(exc, timed_by) from None
     finally:  # the statement is over (all read, or abandoned): its clock stops
         if timed_by is not None:
             timed_by.stop()
 
 
-def _sql_error(exc: apsw.Error) -> UserError:
+def _sql_error(exc: apsw.Error, guard: StatementGuard | None = None) -> UserError:
+    if isinstance(exc, apsw.InterruptError) and guard is not None and guard.time_is_up:
+        return guard.timeout_error()  # the guard's timer interrupted it
     if isinstance(exc, apsw.AuthError):
         # Refused at prepare, or while running (VACUUM INTO attaches its target then).
         return UserError("queries are read-only: only SELECT (and reading PRAGMAs) is allowed")
@@ -132,31 +135,60 @@ class StatementGuard:
     ``CHECKPOINT_STEPS`` steps: a pending Ctrl-C is raised there, or :class:`StatementTimeout`
     once the timer thread has said time is up, and the exception aborts the statement.
 
-    A live statement also waits outside SQLite, in Python, for AWS answers (the virtual
-    tables' row queue). Ctrl-C interrupts that wait by itself; for the timeout the timer
-    sends SIGALRM to the main thread, whose handler raises there too. (No interval timer:
-    ``ITIMER_REAL`` may belong to someone else, pytest-timeout for one, and an alarm that is
-    not ours goes to the handler we replaced. Off the main thread, or without
-    ``pthread_kill``, the timeout acts at the checkpoints only.)
+    When time is up the timer thread also
+
+    - interrupts the connection (``sqlite3_interrupt``): SQLite stops the statement at its
+      own next check, with no Python involved, so the timeout holds wherever the progress
+      handler cannot raise (off the main thread with its checkpoints gone, say);
+    - sends SIGALRM to the main thread, whose handler raises there: in Python code that
+      runs for long without stepping SQLite (our SQL functions, bedrock_sql.sql_functions,
+      rendering rows), and in a ``--live`` statement's wait for AWS answers (the virtual
+      tables' row queue). Ctrl-C interrupts that wait by itself. (No interval timer:
+      ``ITIMER_REAL`` may belong to someone else, pytest-timeout for one, and an alarm that
+      is not ours goes to the handler we replaced. Off the main thread, or without
+      ``pthread_kill``, the timeout acts through the checkpoints and the interrupt only.)
+
+    Nothing reaches into a single long call of one of SQLite's C functions: ``instr()`` or
+    ``replace()`` of a long needle in a long text is quadratic and checks nothing. The
+    length limit (:func:`limit_resources`) bounds those values but not their quadratic time,
+    so ``on_overrun``, when given, is called from the timer thread with the
+    :class:`StatementTimeout` if the statement is still running ``OVERRUN_GRACE`` seconds
+    after its deadline: the CLI then says so and exits, as it does after every timeout
+    (a library caller without it waits for the call to return).
 
     :func:`run_query` starts the clock when it runs a statement and stops it when the rows
     are all read or abandoned.
     """
 
-    def __init__(self, connection: apsw.Connection, timeout: float | None = None):
+    def __init__(self, connection: apsw.Connection, timeout: float | None = None,
+                 on_overrun: Callable[[StatementTimeout], None] | None = None):
         self.timeout = checked_timeout(timeout)
+        self.on_overrun = on_overrun
+        self._connection = weakref.ref(connection)  # _GUARDS' value must not keep its key alive
         self._time_is_up = threading.Event()
+        self._stopped = threading.Event()  # the running statement's clock was stopped
+        self._lock = threading.Lock()  # the timer acts on a statement only while it runs
         self._timer: threading.Timer | None = None
         self._alarm_handler_replaced = False
         self._previous_alarm_handler = None
         connection.set_progress_handler(self._checkpoint, CHECKPOINT_STEPS)
         _GUARDS[connection] = self
 
+    @property
+    def time_is_up(self) -> bool:
+        return self._time_is_up.is_set()
+
+    def timeout_error(self) -> StatementTimeout:
+        return StatementTimeout(
+            f"query stopped after {self.timeout:g}s (--timeout {self.timeout:g}); any output before this is incomplete"
+        )
+
     def start(self) -> bool:
         """Start the statement's clock; False when there is none (or it already runs)."""
         if self.timeout is None or self._timer is not None:
             return False
         self._time_is_up.clear()
+        self._stopped.clear()
         if hasattr(signal, "pthread_kill") and threading.current_thread() is threading.main_thread():
             self._previous_alarm_handler = signal.signal(signal.SIGALRM, self._on_alarm)
             self._alarm_handler_replaced = True
@@ -166,11 +198,14 @@ class StatementGuard:
         return True
 
     def stop(self) -> None:
-        timer, self._timer = self._timer, None
+        with self._lock:  # after this the timer thread interrupts nothing
+            timer, self._timer = self._timer, None
+            self._stopped.set()
         if timer is None:
             return
         timer.cancel()
-        timer.join()  # after this no alarm of ours can come
+        if timer is not threading.current_thread():  # on_overrun may stop it from there
+            timer.join()  # after this no alarm of ours can come
         if self._alarm_handler_replaced:
             # signal.signal runs a pending alarm's handler (ours, now a no-op) before it swaps.
             previous = self._previous_alarm_handler
@@ -178,9 +213,19 @@ class StatementGuard:
             self._alarm_handler_replaced = False
 
     def _time_up(self) -> None:  # in the timer's thread
-        self._time_is_up.set()
-        if self._alarm_handler_replaced:
-            signal.pthread_kill(threading.main_thread().ident, signal.SIGALRM)
+        with self._lock:
+            if self._stopped.is_set():  # the statement ended just now
+                return
+            self._time_is_up.set()
+            connection = self._connection()
+            if connection is not None:
+                # No-op unless a statement runs; it cannot reach the next one, which runs
+                # only after stop() took the lock.
+                connection.interrupt()
+            if self._alarm_handler_replaced:
+                signal.pthread_kill(threading.main_thread().ident, signal.SIGALRM)
+        if self.on_overrun is not None and not self._stopped.wait(OVERRUN_GRACE):
+            self.on_overrun(self.timeout_error())  # stuck in one C call: see the class's doc
 
     def _checkpoint(self) -> bool:
         # Merely running Python code here lets a pending Ctrl-C raise KeyboardInterrupt.
@@ -198,9 +243,48 @@ class StatementGuard:
         if self._timer is None:  # the statement ended meanwhile
             return
         self.stop()
-        raise StatementTimeout(
-            f"query stopped after {self.timeout:g}s (--timeout {self.timeout:g}); any output before this is incomplete"
-        )
+        raise self.timeout_error()
+
+
+# --- what one statement may use ------------------------------------------------------------
+
+# The largest value, in bytes, of any string or BLOB a statement may make or read (and the
+# longest statement). The largest value AWS returns into these tables is a KMS key policy,
+# at most 32 KB; descriptions are at most 8 KB, 50 tags under 20 KB, Bedrock's
+# hyperparameters and data configs a few KB, a snapshot's row a few hundred KB. 64 MiB is
+# 2,000 times the largest, and leaves room for aggregates over a large estate
+# (group_concat of 500,000 ARNs is about 50 MB). It is what keeps one statement from
+# taking the machine: a value costs SQLite its size, and Python up to 15 times that to
+# convert and render it (measured: a 100 MB text took 1.5 GB in `query`), so without it
+# `SELECT hex(zeroblob(4e8))` took 9.8 GB. A statement over it fails at once with SQLite's
+# "string or blob too big".
+MAX_VALUE_BYTES = 64 * 1024 * 1024
+
+# SQLite's hard heap limit: allocations past it fail ("out of memory") instead of growing
+# the process. It is process-wide (every apsw connection of the process shares it: one
+# command runs per process, and a collect's SQLite needs a few MB of page cache), so it
+# is only ever lowered to this, never raised past a stricter one set by whoever embeds us.
+# It bounds what the length limit does not: many values at the limit in one row or
+# expression. Sorts, GROUP BY and DISTINCT stay in a few MB, as SQLite spills them to
+# temporary files. No soft heap limit: it never fails an allocation, it only trims page
+# caches, so it cannot stop a statement. Python's own memory (the rows a table-format
+# output holds before printing) is not SQLite's and not bounded by this.
+HEAP_LIMIT_BYTES = 1024 * 1024 * 1024
+
+# How long after its deadline a statement may still run (inside one C call) before the
+# guard's on_overrun is called.
+OVERRUN_GRACE = 0.5
+
+
+def limit_resources(connection: apsw.Connection) -> None:
+    """The size and memory limits of every ad-hoc statement (query, check, shell, serve's
+    preparation, ``--live``) on ``connection``: see :data:`MAX_VALUE_BYTES`,
+    :data:`HEAP_LIMIT_BYTES`."""
+    connection.limit(apsw.SQLITE_LIMIT_LENGTH, MAX_VALUE_BYTES)
+    connection.limit(apsw.SQLITE_LIMIT_SQL_LENGTH, MAX_VALUE_BYTES)
+    current = apsw.hard_heap_limit(-1)  # -1 only reads it; 0 is "no limit"
+    if current == 0 or current > HEAP_LIMIT_BYTES:
+        apsw.hard_heap_limit(HEAP_LIMIT_BYTES)
 
 
 def install_vocabulary(connection: apsw.Connection) -> None:
@@ -211,11 +295,14 @@ def install_vocabulary(connection: apsw.Connection) -> None:
 
 
 @contextmanager
-def snapshot_connection(db_path, *, timeout: float | None = None) -> Iterator[apsw.Connection]:
-    """The snapshot, read-only; each statement stops on Ctrl-C, and after ``timeout`` seconds."""
+def snapshot_connection(db_path, *, timeout: float | None = None,
+                        on_overrun: Callable[[StatementTimeout], None] | None = None) -> Iterator[apsw.Connection]:
+    """The snapshot, read-only and within :func:`limit_resources`; each statement stops on
+    Ctrl-C, and after ``timeout`` seconds (see :class:`StatementGuard` for ``on_overrun``)."""
     connection = open_snapshot(db_path)
     install_vocabulary(connection)
-    guard = StatementGuard(connection, timeout)
+    limit_resources(connection)
+    guard = StatementGuard(connection, timeout, on_overrun)
     try:
         yield connection
     finally:
@@ -225,12 +312,14 @@ def snapshot_connection(db_path, *, timeout: float | None = None) -> Iterator[ap
 
 @contextmanager
 def live_connection(
-    options: AwsOptions, errors: ErrorLog, *, timeout: float | None = None
+    options: AwsOptions, errors: ErrorLog, *, timeout: float | None = None,
+    on_overrun: Callable[[StatementTimeout], None] | None = None,
 ) -> Iterator[apsw.Connection]:
     """A connection whose tables answer from AWS through the virtual tables.
 
-    Read-only like the snapshot (no ATTACH or VACUUM INTO can write a file), and guarded
-    the same way: Ctrl-C or ``timeout`` stops the statement and the AWS work behind it.
+    Read-only like the snapshot (no ATTACH or VACUUM INTO can write a file), within the
+    same limits, and guarded the same way: Ctrl-C or ``timeout`` stops the statement and
+    the AWS work behind it.
     """
     scope = resolve_scope(options)
     record_failed_accounts(scope, errors, TABLES)  # accounts that could not be reached
@@ -239,7 +328,8 @@ def live_connection(
     register(connection, engine, TABLES)
     install_vocabulary(connection)
     connection.authorizer = _read_only_authorizer
-    guard = StatementGuard(connection, timeout)
+    limit_resources(connection)
+    guard = StatementGuard(connection, timeout, on_overrun)
     try:
         yield connection
     except BaseException:

@@ -12,8 +12,15 @@ from ..engine import ErrorLog
 from ..errors import UserError
 from ..progress import echo_errors
 from ..render import FORMATS, render
-from ..sql import live_connection, run_query, snapshot_connection
-from .app import EXIT_PARTIAL, aws_options, cli, timeout_option
+from ..sql import StatementTimeout, live_connection, run_query, snapshot_connection
+from .app import EXIT_PARTIAL, EXIT_USAGE, _exit_now, _one_line, aws_options, cli, timeout_option
+
+
+def exit_on_overrun(timeout: StatementTimeout) -> None:
+    """A statement still running past ``--timeout`` (stuck in one long C call, which no
+    check reaches): say so as main() does after every timeout, and exit now. Called from
+    the statement guard's timer thread (bedrock_sql.sql.StatementGuard)."""
+    _exit_now(f"bedrock-sql: error: {_one_line(str(timeout))}", EXIT_USAGE)
 
 
 class _SqlArgumentCommand(click.Command):
@@ -65,7 +72,7 @@ def query_command(ctx, sql, sql_file, fmt, live, timeout, aws: AwsOptions):
         raise UserError("no SQL given: bedrock-sql query 'SELECT ...' (or -f FILE, or - for stdin)")
     if live:
         errors = ErrorLog()
-        with live_connection(aws, errors, timeout=timeout) as connection:
+        with live_connection(aws, errors, timeout=timeout, on_overrun=exit_on_overrun) as connection:
             result = run_query(connection, sql)
             render(result.columns, result.rows, fmt, sys.stdout)
         if errors:
@@ -73,7 +80,7 @@ def query_command(ctx, sql, sql_file, fmt, live, timeout, aws: AwsOptions):
             echo_errors(errors.records())
             ctx.exit(EXIT_PARTIAL)
         return
-    with snapshot_connection(ctx.obj["db"], timeout=timeout) as connection:
+    with snapshot_connection(ctx.obj["db"], timeout=timeout, on_overrun=exit_on_overrun) as connection:
         result = run_query(connection, sql)
         render(result.columns, result.rows, fmt, sys.stdout)
 
@@ -81,12 +88,14 @@ def query_command(ctx, sql, sql_file, fmt, live, timeout, aws: AwsOptions):
 @cli.command("shell")
 @click.pass_context
 def shell_command(ctx):
-    """Interactive SQL shell (apsw's) on the snapshot, read-only."""
-    import apsw.shell
+    """Interactive SQL shell (apsw's) on the snapshot, read-only: dot-commands that write,
+    open, load or run anything (.shell, .output, .backup, .open, .load, .py...) are refused."""
+    from ..shell import run_shell
 
     with snapshot_connection(ctx.obj["db"]) as connection:
-        shell = apsw.shell.Shell(db=connection)
-        shell.cmdloop(intro=f"bedrock-sql {__version__} - read-only snapshot {ctx.obj['db']}. .tables, .schema, .help; .quit to leave.")
+        code = run_shell(connection, f"bedrock-sql {__version__} - read-only snapshot {ctx.obj['db']}. "
+                                     ".tables, .schema, .help; .quit to leave.\n")
+    ctx.exit(code)
 
 
 @cli.command("tables")

@@ -14,12 +14,17 @@ from .app import cli, queries_option
               help="Address to listen on (any but the loopback lets others read the snapshot).")
 @click.option("--port", type=click.IntRange(0, 65535), default=8001, show_default=True,  # as Datasette's
               help="Port to listen on (0: any free port; the address is printed).")
+@click.option("--allow-host", "allow_hosts", multiple=True, metavar="NAME[:PORT]",
+              help="Also answer requests for NAME (a name or address others reach it by, e.g. with --host 0.0.0.0; "
+                   "repeatable). Requests for any other Host are refused (403), against DNS rebinding.")
 @queries_option
 @click.pass_context
-def serve_command(ctx, host, port, query_dirs):
+def serve_command(ctx, host, port, allow_hosts, query_dirs):
     """Browse the snapshot in Datasette, read-only: every table with its descriptions, every
     control as a canned query named by its id (the rows check gives) and every example
-    query. Needs the extra: pip install 'bedrock-sql[serve]'. Ctrl-C stops it."""
+    query. Answers only requests for its own address (and localhost), and --allow-host.
+    Needs the extra: pip install 'bedrock-sql[serve]'. Ctrl-C stops it."""
     from ..serve import serve
 
-    serve(ctx.obj["db"], host=host, port=port, query_dirs=query_dirs, echo=functools.partial(click.echo, err=True))
+    serve(ctx.obj["db"], host=host, port=port, query_dirs=query_dirs, allow_hosts=allow_hosts,
+          echo=functools.partial(click.echo, err=True))

@@ -10,6 +10,7 @@ import threading
 from pathlib import Path
 
 import boto3
+import pytest
 
 from bedrock_sql.estate import SeededModel, seed_models
 from bedrock_sql.remediate import SCRIPT_NAME
@@ -19,6 +20,28 @@ from e2e_helpers import AwsRequest, CannedResponse, Rule, cli_env, describe, run
 ACCOUNT = "123456789012"  # moto's default account
 REGION = "us-east-1"
 ALIAS = "alias/bedrock-cmk"
+
+
+AWS_CLI_HINT = "the AWS CLI is not installed: apt-get install awscli, or pip install awscli (.ci/run installs it)"
+
+
+def require_aws_cli() -> str:
+    """The AWS CLI's path; skips the test where it is missing, except under CI (``CI=true``),
+    where ``.ci/run`` installs it: there a missing CLI fails, so a CI machine without it can
+    never pass the remediation-script tests by skipping them (as tests/browser.py does for
+    Chromium)."""
+    path = shutil.which("aws")
+    if path is None:
+        if os.environ.get("CI") == "true":
+            pytest.fail(AWS_CLI_HINT, pytrace=False)
+        pytest.skip(AWS_CLI_HINT)
+    return path
+
+
+@pytest.fixture
+def aws_cli() -> str:
+    """For tests that run the generated script with the real AWS CLI (import it into the module)."""
+    return require_aws_cli()
 
 
 def backends(account: str = ACCOUNT):
@@ -88,3 +111,34 @@ def fail_once(service: str, operation: str, *, nth: int = 1, code: str = "Access
         return CannedResponse.aws_error_for(request, 403, code, f"denied by the test ({operation} #{nth})")
 
     return rule
+
+
+def seed_job(
+    session: boto3.Session,
+    url: str,
+    name: str,
+    *,
+    hyper_parameters: dict[str, str] | None = None,
+    job_tags: dict[str, str] | None = None,
+    model_tags: dict[str, str] | None = None,
+    training_uri: str = "s3://acme-ml-data/train.jsonl",
+    role_arn: str = f"arn:aws:iam::{ACCOUNT}:role/BedrockCustomizationRole",
+) -> str:
+    """A completed fine-tuning job ``NAME-job`` and its model ``NAME`` on the Bedrock-owned key,
+    created over HTTP with any text moto takes (it checks no pattern); the model's ARN."""
+    bedrock = session.client("bedrock", region_name=REGION, endpoint_url=url)
+    bedrock.create_model_customization_job(
+        jobName=f"{name}-job", customModelName=name, roleArn=role_arn, clientRequestToken=f"{name}-token",
+        baseModelIdentifier="amazon.titan-text-express-v1:0:8k", customizationType="FINE_TUNING",
+        hyperParameters=hyper_parameters or {"epochCount": "1"},
+        trainingDataConfig={"s3Uri": training_uri}, outputDataConfig={"s3Uri": "s3://acme-ml-data/output/"},
+        jobTags=[{"key": k, "value": v} for k, v in (job_tags or {}).items()],
+        customModelTags=[{"key": k, "value": v} for k, v in (model_tags or {}).items()],
+    )
+    backend, _ = backends()
+    job, model = backend[REGION].model_customization_jobs[f"{name}-job"], backend[REGION].custom_models[name]
+    # moto: jobs stay InProgress and invent keys; make them what AWS answers for a finished job.
+    job.status, job.output_model_kms_key_arn = "Completed", None
+    job.output_model_name, job.output_model_arn = name, model.model_arn
+    model.model_kms_key_arn = None
+    return model.model_arn

@@ -66,7 +66,8 @@ def failing_model_snapshot(tmp_path: Path) -> Path:
     """A snapshot with one model on the Bedrock-owned key: something for remediate to fix."""
     builder = SnapshotBuilder(tmp_path / "bedrock.db")
     builder.add_model("orders-classifier")
-    builder.add_job("orders-classifier-job", output_model_name="orders-classifier")
+    builder.add_job("orders-classifier-job", output_model_name="orders-classifier",
+                    training_data_config={"s3Uri": "s3://orders-ml/train.jsonl"}, output_data_config={"s3Uri": "s3://orders-ml/out/"})
     builder.add_run()
     return builder.path
 

@@ -29,7 +29,9 @@ from bedrock_sql.estate import (
 from bedrock_sql.remediate import (
     SCRIPT_NAME,
     LiveAws,
+    FillIn,
     Unavailable,
+    Variable,
     apply_plan,
     key_variable,
     plan_json,
@@ -226,9 +228,9 @@ def test_create_key_policy_has_four_statements_with_the_right_principals(snap: S
     assert grants["Condition"] == {"Bool": {"kms:GrantIsForAWSResource": "true"}}
     assert all(s["Effect"] == "Allow" and s["Resource"] == "*" for s in policy["Statement"])
 
-    # Later steps refer to the key created first.
+    # Later steps refer to the key created first: a typed Variable, never a string shape.
     variable = key_variable(ACCOUNT, REGION)
-    placeholder = "${" + variable + "}"
+    placeholder = Variable(variable)
     assert create.outputs == {variable: "KeyMetadata.Arn"}
     assert plan.steps[1].params == {"AliasName": "alias/bedrock-models", "TargetKeyId": placeholder}
     assert plan.steps[2].params == {"KeyId": placeholder}
@@ -281,7 +283,7 @@ def test_created_copied_and_jobless_models_become_manual_steps(snap: SnapshotBui
     created = manual["imported-model"]
     assert created.operation == "CreateCustomModel"
     assert created.params["modelKmsKeyArn"] == snap.cmk["arn"]
-    assert "modelSourceConfig" in created.reason and created.params["modelSourceConfig"]["s3DataSource"]["s3Uri"].startswith("<")
+    assert "modelSourceConfig" in created.reason and isinstance(created.params["modelSourceConfig"]["s3DataSource"]["s3Uri"], FillIn)
     for name in ("copied-model", "orphan-model"):
         assert manual[name].operation == "CreateModelCopyJob"
         assert manual[name].params["modelKmsKeyId"] == snap.cmk["arn"]
@@ -435,11 +437,15 @@ def test_json_output_has_the_five_fields_and_exact_params(snap: SnapshotBuilder,
         assert (entry["region"], entry["account_id"]) == (REGION, ACCOUNT)
     with snapshot_connection(snap.path) as connection:
         plan = plan_remediation(connection, create_key=True, alias="alias/new", key_admin_roles=[ADMIN])
-    assert [s["params"] for s in steps] == [s.params for s in plan.steps]
+    assert steps == json.loads(json.dumps(plan_json(plan)))
+    # The new key's ARN is a typed placeholder, and the entry says where it sits.
+    assert steps[1]["params"]["TargetKeyId"] == {"variable": key_variable(ACCOUNT, REGION)}
+    assert steps[1]["placeholders"] == [["TargetKeyId"]] and "placeholders" not in steps[0]
     kms = botocore.session.get_session().get_service_model("kms")
     validate_parameters(steps[0]["params"], kms.operation_model("CreateKey").input_shape)
     for entry in steps[3:]:
-        validate_parameters(entry["params"], job_input_shape())
+        assert entry["placeholders"] == [["customModelKmsKeyId"]]
+        validate_parameters({**entry["params"], "customModelKmsKeyId": "alias/new"}, job_input_shape())
 
 
 def test_script_is_valid_bash_with_the_commands_and_the_policy_beside_it(snap: SnapshotBuilder, tmp_path: Path, capsys) -> None:
@@ -456,7 +462,7 @@ def test_script_is_valid_bash_with_the_commands_and_the_policy_beside_it(snap: S
     assert text.startswith("#!/usr/bin/env bash\n") and "\nset -euo pipefail\n" in text
     variable = key_variable(ACCOUNT, REGION)
     assert f'{variable}="$(aws kms create-key' in text
-    assert f'--policy "file://$HERE/{policy_file.name}"' in text
+    assert f'--policy file://"$HERE"/{policy_file.name}' in text
     assert "--query KeyMetadata.Arn --output text" in text
     assert f'aws kms create-alias --region {REGION} --alias-name alias/new --target-key-id "${variable}"' in text
     assert f'aws kms enable-key-rotation --region {REGION} --key-id "${variable}"' in text
@@ -483,17 +489,26 @@ def test_script_is_valid_bash_with_the_commands_and_the_policy_beside_it(snap: S
 def test_script_quotes_json_for_the_shell(tmp_path: Path) -> None:
     snap = SnapshotBuilder(tmp_path / "bedrock.db")
     snap.add_run()
-    odd = {"s3Uri": "s3://bucket/it's $HOME `x` \"q\"/train.jsonl"}
-    snap.add_job("j", role_arn=ROLE, training_data_config=odd, output_data_config={"s3Uri": f"{BUCKET}/o/"})
+    # Hyperparameter values have no pattern in the API: any text reaches AWS, so the script must carry it exactly.
+    odd = {"epochCount": "2", "note": "it's $HOME `x` \"q\" $(touch pwned)"}
+    snap.add_job("j", role_arn=ROLE, hyper_parameters=odd, training_data_config={"s3Uri": f"{BUCKET}/t"},
+                 output_data_config={"s3Uri": f"{BUCKET}/o/"})
     snap.add_model("m", job_name="j")
+    # An S3 URI AWS would refuse (its pattern has no $, backtick or "): that model is a manual step, never run.
+    snap.add_job("j2", role_arn=ROLE, training_data_config={"s3Uri": "s3://bucket/it's $HOME `x` \"q\"/train.jsonl"},
+                 output_data_config={"s3Uri": f"{BUCKET}/o/"})
+    snap.add_model("m2", job_name="j2")
     key = snap.add_key("alias/k")
     with snapshot_connection(snap.path) as connection:
         plan = plan_remediation(connection, kms_key=key["arn"])
     script, _ = render_script(plan)
-    line = next(l for l in script.splitlines() if "--training-data-config" in l)
-    argument = line.strip().removeprefix("--training-data-config ").removesuffix(" \\")
+    line = next(l for l in script.splitlines() if "--hyper-parameters" in l and not l.lstrip().startswith("#"))
+    argument = line.strip().removeprefix("--hyper-parameters ").removesuffix(" \\")
     echoed = subprocess.run(["bash", "-c", f"printf %s {argument}"], capture_output=True, text=True, check=True).stdout
     assert json.loads(echoed) == odd
+    [manual] = plan.manual_steps
+    assert manual.model_name == "m2" and "trainingDataConfig.s3Uri" in manual.reason and "pattern" in manual.reason
+    assert [s.params["customModelName"] for s in plan.job_steps] == ["m-cmk"]
 
 
 # --------------------------------------------------------------------------- apply (moto)

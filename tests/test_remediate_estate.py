@@ -18,16 +18,38 @@ from snapshot_builder import ACCOUNT, REGION, SnapshotBuilder
 OTHER_ACCOUNT = "210987654321"
 IMPORT_ROLE = f"arn:aws:iam::{ACCOUNT}:role/BedrockImport"
 VPC = {"subnetIds": ["subnet-0a1"], "securityGroupIds": ["sg-0c3"]}
+# What CreateModelCustomizationJob requires of a source job besides its role and base model.
+DATA = {"training_data_config": {"s3Uri": "s3://acme-ml-data/t/"}, "output_data_config": {"s3Uri": "s3://acme-ml-data/o/"}}
+
+
+def concrete(params, paths) -> dict:
+    """``params`` (JSON) with each placeholder (at one of ``paths``) replaced by a string, as a
+    human or the script puts a value there."""
+    params = json.loads(json.dumps(params))
+    for path in paths:
+        *parents, last = path
+        holder = params
+        for part in parents:
+            holder = holder[part]
+        holder[last] = "a-value-a-human-or-a-command-gives"
+    return params
 
 
 def validate(step: dict) -> None:
     """The step's params are a valid request of its operation (botocore's input shape)."""
     model = botocore.session.get_session().get_service_model(step["service"])
-    validate_parameters(step["params"], model.operation_model(step["operation"]).input_shape)
+    params = concrete(step["params"], step.get("placeholders", []))
+    validate_parameters(params, model.operation_model(step["operation"]).input_shape)
 
 
 def model_arn(name: str, region: str = REGION, account: str = ACCOUNT) -> str:
     return f"arn:aws:bedrock:{region}:{account}:custom-model/{name}"
+
+
+def aws_model_arn(model_id: str, region: str = REGION, account: str = ACCOUNT) -> str:
+    """A custom model ARN as AWS writes it (base model, then a 12-character id): what
+    CreateModelCopyJob's sourceModelArn pattern takes."""
+    return f"arn:aws:bedrock:{region}:{account}:custom-model/amazon.titan-text-express-v1:0:8k/{model_id}"
 
 
 @pytest.fixture
@@ -50,7 +72,8 @@ def plan_of(snap: SnapshotBuilder, **options):
 
 def commands_run(script: str) -> list[str]:
     """The AWS CLI commands the script runs (not its comments, nor the closing text it prints)."""
-    body = script.split("cat <<'NEXT_STEPS'", 1)[0]
+    body = script.rsplit("\nprintf '%s\\n' \\\n", 1)[0]
+    assert body != script, "the closing text is one printf"
     return [" ".join(line.split()[:3]) for line in body.splitlines() if line.strip().startswith("aws ")]
 
 
@@ -62,7 +85,7 @@ def entries(plan, operation: str) -> list[dict]:
 
 
 def test_a_copy_of_a_compliant_source_is_copied_again_in_its_region(snap: SnapshotBuilder) -> None:
-    source = snap.add_model("source-model", model_kms_key_arn=snap.cmk["arn"])  # passes the rule
+    source = snap.add_model("source-model", arn=aws_model_arn("abcdef012345"), model_kms_key_arn=snap.cmk["arn"])  # passes
     copy = snap.add_model("copy-model", region="eu-west-1", job_name="source-model-job")
     snap.add_copy_job(source["arn"], copy["arn"], region="eu-west-1", target_model_tags={"copied-from": "us"})
     plan = plan_of(snap, kms_key=[snap.eu_cmk["arn"]], create_key=False, alias=None)
@@ -82,7 +105,7 @@ def test_a_copy_of_a_compliant_source_is_copied_again_in_its_region(snap: Snapsh
 
 
 def test_a_copy_of_a_failing_source_fixes_the_source_first_and_copies_the_replacement(snap: SnapshotBuilder) -> None:
-    snap.add_job("source-job", output_model_name="source-model")
+    snap.add_job("source-job", output_model_name="source-model", **DATA)
     source = snap.add_model("source-model", job_name="source-job")  # fails too
     copy = snap.add_model("copy-model", region="eu-west-1", job_name="source-job")
     snap.add_copy_job(source["arn"], copy["arn"], region="eu-west-1")
@@ -94,9 +117,20 @@ def test_a_copy_of_a_failing_source_fixes_the_source_first_and_copies_the_replac
     [copy_step] = entries(plan, "CreateModelCopyJob")
     assert copy_step["follow_up"] is True and copy_step["manual"] is True
     assert copy_step["region"] == "eu-west-1"
-    assert "source-model-cmk" in copy_step["params"]["sourceModelArn"]
+    # The new source's ARN is a typed lookup (its command an argv), never a string shape.
+    assert copy_step["params"]["sourceModelArn"] == {
+        "lookup": "the ARN of source-model-cmk",
+        "command": ["aws", "bedrock", "get-custom-model", "--region", "us-east-1", "--model-identifier", "source-model-cmk",
+                    "--query", "modelArn", "--output", "text"],
+    }
     assert "get-custom-model --region us-east-1 --model-identifier source-model-cmk" in copy_step["comment"]
-    assert copy_step["params"]["modelKmsKeyId"] == "${KEY_ARN_123456789012_eu_west_1}"
+    # A follow-up runs later, outside the script: the new key is named by the command printing its ARN.
+    assert copy_step["params"]["modelKmsKeyId"] == {
+        "lookup": "the ARN of the key alias/new-cmk in eu-west-1",
+        "command": ["aws", "kms", "describe-key", "--region", "eu-west-1", "--key-id", "alias/new-cmk",
+                    "--query", "KeyMetadata.Arn", "--output", "text"],
+    }
+    assert sorted(copy_step["placeholders"]) == [["modelKmsKeyId"], ["sourceModelArn"]]
     # Follow-ups come after every step the plan runs.
     kinds = [(e["manual"], e.get("follow_up", False)) for e in plan_json(plan)]
     assert kinds == sorted(kinds)
@@ -135,7 +169,7 @@ def test_an_imported_model_is_imported_again_with_the_original_jobs_request(snap
     assert params["roleArn"] == IMPORT_ROLE
     assert params["modelDataSource"] == {"s3DataSource": {"s3Uri": "s3://models/llama/"}}
     assert params["vpcConfig"] == VPC
-    assert params["importedModelKmsKeyId"] == "${KEY_ARN_123456789012_us_east_1}"
+    assert params["importedModelKmsKeyId"] == {"variable": "KEY_ARN_123456789012_us_east_1"}
     assert params["jobTags"] == [{"key": "team", "value": "legal"}]
     assert params["importedModelTags"] == [{"key": "env", "value": "prod"}]
     validate(step)
@@ -152,18 +186,18 @@ def test_an_import_job_missing_from_the_snapshot_is_read_live(snap: SnapshotBuil
     def lookup(account: str, region: str, name: str):
         asked.append((account, region, name))
         return {"jobArn": "arn:aws:bedrock:us-east-1:123456789012:model-import-job/aaaabbbbcccc", "jobName": name,
-                "roleArn": IMPORT_ROLE, "modelDataSource": {"s3DataSource": {"s3Uri": "s3://m/"}}}
+                "roleArn": IMPORT_ROLE, "modelDataSource": {"s3DataSource": {"s3Uri": "s3://models-m/"}}}
 
     with snapshot_connection(snap.path) as connection:
         plan = plan_remediation(connection, create_key=True, alias="alias/k", import_job_lookup=lookup)
     assert asked == [(ACCOUNT, REGION, "mistral-import")]
     [step] = entries(plan, "CreateModelImportJob")
-    assert step["params"]["modelDataSource"] == {"s3DataSource": {"s3Uri": "s3://m/"}} and not step["manual"]
+    assert step["params"]["modelDataSource"] == {"s3DataSource": {"s3Uri": "s3://models-m/"}} and not step["manual"]
     # Without a lookup (or when it finds nothing) the re-import is manual and says why.
     plan = plan_of(snap)
     [manual] = entries(plan, "CreateModelImportJob")
     assert manual["manual"] is True and "not in the snapshot" in manual["comment"]
-    assert manual["params"]["roleArn"].startswith("<")
+    assert manual["params"]["roleArn"] == {"fill_in": "the service role of the original import job"}
 
 
 def test_a_created_model_gets_a_manual_create_custom_model(snap: SnapshotBuilder) -> None:
@@ -183,7 +217,7 @@ def test_a_created_model_gets_a_manual_create_custom_model(snap: SnapshotBuilder
 
 
 def test_what_serves_an_old_model_is_listed_with_the_exact_follow_up(snap: SnapshotBuilder) -> None:
-    snap.add_job("served-job", output_model_name="served-model")
+    snap.add_job("served-job", output_model_name="served-model", **DATA)
     served = snap.add_model("served-model", job_name="served-job")
     throughput = snap.add_throughput(served["arn"], "served-pt")
     moving = snap.add_throughput(model_arn("elsewhere"), "moving-pt", desired_model_arn=served["arn"])
@@ -217,7 +251,7 @@ def test_what_serves_an_old_model_is_listed_with_the_exact_follow_up(snap: Snaps
 
 
 def test_a_failed_throughput_listing_warns_that_follow_ups_may_be_missing(snap: SnapshotBuilder) -> None:
-    snap.add_job("served-job", output_model_name="served-model")
+    snap.add_job("served-job", output_model_name="served-model", **DATA)
     snap.add_model("served-model", job_name="served-job")
     snap.add_error(table_name="aws_bedrock_provisioned_model_throughput", operation="ListProvisionedModelThroughputs")
     plan = plan_of(snap)
@@ -227,7 +261,7 @@ def test_a_failed_throughput_listing_warns_that_follow_ups_may_be_missing(snap: 
 
 
 def test_a_failed_copy_job_listing_warns_that_copies_cannot_be_told_apart(snap: SnapshotBuilder) -> None:
-    snap.add_job("trained-job", output_model_name="trained-model")
+    snap.add_job("trained-job", output_model_name="trained-model", **DATA)
     snap.add_model("trained-model", job_name="trained-job")
     snap.add_error(table_name="aws_bedrock_model_copy_job", operation="ListModelCopyJobs")
     [warning] = plan_of(snap).warnings

@@ -12,7 +12,7 @@ from bedrock_sql.estate_served import copy_model, import_model
 from bedrock_sql.simulated_bedrock import simulated_state
 
 from e2e_helpers import cli_env, describe, run_cli
-from remediate_helpers import ACCOUNT, ALIAS, REGION, backends, key_by_alias, run_script, write_script
+from remediate_helpers import ACCOUNT, ALIAS, REGION, aws_cli, backends, key_by_alias, run_script, write_script  # noqa: F401
 
 
 def _estate(session: boto3.Session, url: str, cwd: Path) -> dict[str, str]:
@@ -21,13 +21,21 @@ def _estate(session: boto3.Session, url: str, cwd: Path) -> dict[str, str]:
     kms = session.client("kms", region_name=REGION, endpoint_url=url)
     source_key = kms.create_key(Description="the source's CMK")["KeyMetadata"]["Arn"]
     [source] = seed_models(session, REGION, 1, endpoint_url=url)
-    backends()[0][REGION].custom_models[source.model_name].model_kms_key_arn = source_key  # the source passes
+    moto_model = backends()[0][REGION].custom_models[source.model_name]
+    moto_model.model_kms_key_arn = source_key  # the source passes
+    # moto names a model ".../custom-model/NAME"; AWS ".../custom-model/BASE/ID", the only shape
+    # CreateModelCopyJob's sourceModelArn pattern takes (the plan checks it): give it AWS's.
+    source_arn = f"arn:aws:bedrock:{REGION}:{ACCOUNT}:custom-model/amazon.titan-text-express-v1:0:8k/a1b2c3d4e5f6"
+    moto_model.model_arn = source_arn
+    for job in backends()[0][REGION].model_customization_jobs.values():
+        if job.output_model_arn == source.model_arn:
+            job.output_model_arn = source_arn
     bedrock = session.client("bedrock", region_name=REGION, endpoint_url=url)
-    copy = copy_model(bedrock, source.model_arn, "copy-model", tags={"team": "support"})
+    copy = copy_model(bedrock, source_arn, "copy-model", tags={"team": "support"})
     imported = import_model(bedrock, "llama-imp", account_id=ACCOUNT, tags={"team": "legal"})
     collected = run_cli(["collect", "--region", REGION], cwd=cwd, env=cli_env(url))
     assert collected.returncode == 0, describe(collected)
-    return {"source": source.model_arn, "copy": copy["target_model_arn"], "imported": imported["model_arn"]}
+    return {"source": source_arn, "copy": copy["target_model_arn"], "imported": imported["model_arn"]}
 
 
 def _new_jobs(key_arn: str, arns: dict[str, str]) -> tuple[dict, dict]:
@@ -70,7 +78,7 @@ def test_apply_reimports_and_recopies_with_the_new_key_and_a_rerun_starts_nothin
 
 
 def test_the_script_reimports_and_recopies_under_the_aws_cli_and_a_rerun_starts_nothing(
-    server_session: boto3.Session, moto_url: str, tmp_path: Path
+    server_session: boto3.Session, moto_url: str, tmp_path: Path, aws_cli: str
 ) -> None:
     arns = _estate(server_session, moto_url, tmp_path)
     before = _job_counts()
@@ -91,7 +99,7 @@ def test_the_script_reimports_and_recopies_under_the_aws_cli_and_a_rerun_starts_
 
 
 def test_the_script_stops_before_changing_anything_when_the_copy_name_is_taken(
-    server_session: boto3.Session, moto_url: str, tmp_path: Path
+    server_session: boto3.Session, moto_url: str, tmp_path: Path, aws_cli: str
 ) -> None:
     arns = _estate(server_session, moto_url, tmp_path)
     script = write_script(tmp_path, moto_url)

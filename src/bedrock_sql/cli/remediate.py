@@ -8,6 +8,7 @@ import click
 
 from ..aws import AwsOptions
 from ..errors import UserError
+from ..render import terminal_text
 from ..sql import snapshot_connection
 from .app import aws_options, cli
 
@@ -64,10 +65,11 @@ def remediate_command(ctx, models, kms_keys, create_key, alias, key_admin_roles,
             key_lookup=live.key if apply_ else None,
             snapshot=str(ctx.obj["db"]),
         )
+    # Warnings name the estate's models and what AWS answered: inert on a terminal.
     for warning in plan.warnings:
-        click.echo(f"bedrock-sql: warning: {warning}", err=True)
+        click.echo(f"bedrock-sql: warning: {terminal_text(warning)}", err=True)
     if plan.empty:
-        click.echo(f"bedrock-sql: {plan.nothing_message}", err=True)
+        click.echo(f"bedrock-sql: {terminal_text(plan.nothing_message)}", err=True)
         if fmt == "json" and not apply_:
             click.echo("[]")
         return
@@ -85,5 +87,6 @@ def remediate_command(ctx, models, kms_keys, create_key, alias, key_admin_roles,
         return
     written = write_script(plan, out_dir, force=force)
     click.echo("\n".join(describe_plan(plan)))
-    click.echo(f"Wrote {written[0]}" + (f" and {len(written) - 1} key policy file(s) beside it" if len(written) > 1 else "") + ".")
-    click.echo(f"Review it, then run: bash {written[0]}   (or: bedrock-sql remediate ... --apply)")
+    script = terminal_text(str(written[0]))
+    click.echo(f"Wrote {script}" + (f" and {len(written) - 1} key policy file(s) beside it" if len(written) > 1 else "") + ".")
+    click.echo(f"Review it, then run: bash {script}   (or: bedrock-sql remediate ... --apply)")

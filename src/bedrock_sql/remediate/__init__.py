@@ -18,8 +18,12 @@ snapshot (and, for a source job missing from it, ``GetModelCustomizationJob``); 
 created, changed or deleted anywhere but in :func:`apply_plan`, and that never deletes.
 
 Keys created by the plan are not known when planning: later steps refer to them with a
-placeholder ``${KEY_ARN_<account>_<region>}``, which :func:`apply_plan` replaces with the
-ARN ``CreateKey`` returned and the script turns into a shell variable of the same name.
+typed placeholder, :class:`Variable` ``KEY_ARN_<account>_<region>``, which :func:`apply_plan`
+replaces with the ARN ``CreateKey`` returned and the script turns into a shell variable of
+the same name. Placeholders are objects the planner builds (:class:`Variable`,
+:class:`Lookup`, :class:`FillIn`), never string shapes recognised in data: every str from AWS
+stays a literal in the script (:mod:`.shell` quotes it), in the JSON and in ``--apply``.
+:mod:`.validate` checks every request against the APIs' own model before anything runs.
 
 The workflow, one module a stage (``script`` and ``apply`` build on ``plan``, never on
 each other):
@@ -39,21 +43,26 @@ each other):
 from .apply import ApplyResult, LiveAws, apply_plan, apply_report
 from .jobs import request_token
 from .keys import key_policy, key_variable
-from .parts import SEED_CONTROL, KeyChoice, ManualStep, Plan, Step, Target, Unavailable
+from .parts import SEED_CONTROL, FillIn, KeyChoice, Lookup, ManualStep, Placeholder, Plan, Step, Target, Unavailable, Variable
 from .plan import describe_plan, next_steps, plan_json, plan_remediation
 from .script import SCRIPT_NAME, render_script, write_script
+from .validate import plan_problems
 
 __all__ = [
     "ApplyResult",
+    "FillIn",
     "KeyChoice",
     "LiveAws",
+    "Lookup",
     "ManualStep",
+    "Placeholder",
     "Plan",
     "SEED_CONTROL",
     "SCRIPT_NAME",
     "Step",
     "Target",
     "Unavailable",
+    "Variable",
     "apply_plan",
     "apply_report",
     "describe_plan",
@@ -61,6 +70,7 @@ __all__ = [
     "key_variable",
     "next_steps",
     "plan_json",
+    "plan_problems",
     "plan_remediation",
     "render_script",
     "request_token",

@@ -9,17 +9,19 @@ snapshot did not show; :func:`apply_report` says what was done and what is left.
 from __future__ import annotations
 
 import json
-import re
 from dataclasses import dataclass, field, replace
 from typing import Any, Callable
 
 from ..accounts import Scope, resolve_scope
 from ..aws import ApiError, AwsOptions, Unit, UnitApi
+from .. import identifiers
 from ..errors import UserError
 from ..providers.base import arn_account, arn_region
+from ..render import terminal_text
 from .keys import ALIAS_TAG, PLAN_TAG, created_key_tags, key_problem
-from .parts import Plan, Step, Unavailable
+from .parts import Placeholder, Plan, Step, Unavailable, Variable
 from .plan import next_steps
+from .validate import plan_problems
 
 # --------------------------------------------------------------------------- live AWS
 
@@ -144,14 +146,14 @@ class _FoundKey:
 
 
 def _resolve(value: Any, values: dict[str, str]) -> Any:
-    """Replace ``${NAME}`` placeholders with what earlier steps returned."""
-    if isinstance(value, str):
-        match = re.fullmatch(r"\$\{(\w+)\}", value)
-        if match:
-            if match.group(1) not in values:
-                raise UserError(f"internal: ${{{match.group(1)}}} is used before a step sets it")
-            return values[match.group(1)]
-        return value
+    """Each :class:`Variable` replaced with what an earlier step returned. A str is data and
+    stays as it is, whatever it looks like (``${HOME}`` is sent as those seven characters)."""
+    if isinstance(value, Variable):
+        if value.name not in values:  # plan_problems refuses such a plan before anything runs
+            raise UserError(f"internal: {value.name} is used before a step sets it")
+        return values[value.name]
+    if isinstance(value, Placeholder):
+        raise UserError(f"internal: a {type(value).__name__} in a step that runs")
     if isinstance(value, dict):
         return {k: _resolve(v, values) for k, v in value.items()}
     if isinstance(value, list):
@@ -167,8 +169,18 @@ def apply_plan(plan: Plan, live: LiveAws, *, on_event: Callable[[str], None] | N
     client request token is reported, not started again. The first failure stops the run
     with a :class:`UserError` naming the steps done before it; running again skips them.
     """
-    say = on_event or (lambda message: None)
+    event = on_event or (lambda message: None)
+
+    def say(message: str) -> None:  # names and ARNs come from the estate and AWS: inert on a terminal
+        event(terminal_text(message))
+
     result = ApplyResult()
+    # The whole plan must be able to run before its first change: a step that could not run
+    # after a key was created and a job started would leave them behind.
+    problems = plan_problems(plan)
+    if problems:
+        more = f" (and {len(problems) - 1} more problem(s))" if len(problems) > 1 else ""
+        raise UserError(f"the plan cannot run: {problems[0]}{more} (nothing changed)")
     for account_id in plan.account_ids:  # every account reachable before anything changes
         live.api(account_id, plan.regions[0] if plan.regions else "us-east-1")
     found = _preflight(plan, live)
@@ -293,7 +305,10 @@ def _apply_step(step: Step, api: UnitApi, where: str, values: dict, found: dict[
         var = next(iter(step.outputs))
         key = found.get(var)
         if key is not None:
-            arn = values[var] = key.meta["Arn"]
+            arn = key.meta["Arn"]
+            if not identifiers.is_valid("kms_key_arn", arn):
+                raise UserError(f"DescribeKey in {where} answered {str(arn)[:100]!r}, which is no KMS key ARN")
+            values[var] = arn
             result.reused_keys.append((step.account_id, step.region, arn))
             if key.named:
                 say(f"{where}: {step.alias} already exists: reusing key {arn} (nothing created)")
@@ -302,13 +317,15 @@ def _apply_step(step: Step, api: UnitApi, where: str, values: dict, found: dict[
             say(f"{where}: reusing key {arn}, which an earlier run created for {step.alias} but could not name")
             return f"reused unnamed key {arn}"
         arn = api.call("kms", "create_key", idempotent=False, **params)["KeyMetadata"]["Arn"]
+        if not identifiers.is_valid("kms_key_arn", arn):  # what later steps send on must be a key ARN
+            raise UserError(f"CreateKey in {where} answered {str(arn)[:100]!r}, which is no KMS key ARN")
         values[var] = arn
         result.created_keys.append((step.account_id, step.region, arn))
         say(f"{where}: created key {arn}")
         return f"created key {arn}"
     if step.operation == "CreateAlias":
-        var = re.fullmatch(r"\$\{(\w+)\}", step.params["TargetKeyId"])
-        if var and var.group(1) in found and found[var.group(1)].named:
+        var = step.params["TargetKeyId"]
+        if isinstance(var, Variable) and var.name in found and found[var.name].named:
             return f"{params['AliasName']} already named the key"
         api.call("kms", "create_alias", idempotent=False, **params)
         result.created_aliases.append((step.account_id, step.region, params["AliasName"]))
@@ -435,7 +452,7 @@ def apply_report(plan: Plan, result: ApplyResult) -> list[str]:
     jobs = result.started_jobs + result.existing_jobs
     if result.started_jobs:
         lines.append(f"Started {len(result.started_jobs)} job(s):")
-        lines.extend(f"  {arn}" for *_, arn in result.started_jobs)
+        lines.extend(f"  {terminal_text(arn)}" for *_, arn in result.started_jobs)
     if not result.created_anything:
         lines.append("Nothing created: every key, alias and job of this plan already exists.")
     customization = {(s.model_arn, s.params["jobName"]) for s in plan.job_steps}

@@ -20,7 +20,8 @@ from typing import Any
 
 from ..errors import UserError
 from .jobs import input_shape, new_name, request_token
-from .parts import COPY_JOBS, MODELS, KeyChoice, ManualStep, Step, Target, json_value, query_rows, tag_list
+from .parts import COPY_JOBS, MODELS, FillIn, KeyChoice, ManualStep, Step, Target, json_value, query_rows, tag_list
+from .served import model_arn_lookup
 
 _OPERATION = "CreateModelCopyJob"
 
@@ -48,12 +49,13 @@ def _params(target: Target, copy: dict[str, Any], source_arn: str, key: KeyChoic
 
 
 def copy_step(
-    connection, target: Target, copy: dict[str, Any], key: KeyChoice, suffix: str, fixed_sources: dict[str, str]
+    connection, target: Target, copy: dict[str, Any], key: KeyChoice, suffix: str, fixed_sources: dict[str, "str | FillIn"]
 ) -> Step | ManualStep:
     """The re-copy of ``target``: a step, or a manual/follow-up step when the source rules it out.
 
     ``fixed_sources`` maps the ARN of each model this plan re-creates to the name of its
-    replacement.
+    replacement (a :class:`FillIn` when a human names it). Manual and follow-up steps name a
+    new key by :attr:`KeyChoice.manual_ref`: they run later, outside the script.
     """
     source_arn = copy["source_model_arn"]
     source_account = copy.get("source_account_id") or source_arn.split(":")[4]
@@ -67,7 +69,7 @@ def copy_step(
     )
     if source_account != target.account_id:
         return ManualStep(
-            params=params,
+            params={**params, "modelKmsKeyId": key.manual_ref},
             reason=(
                 f"Model {target.model_name} is a copy of {source_arn}, which belongs to account {source_account}. "
                 f"This plan cannot see that model: make sure it is still shared with {target.account_id} and, if it "
@@ -79,17 +81,21 @@ def copy_step(
     if source_arn in fixed_sources:
         replacement = fixed_sources[source_arn]
         source_region = source_arn.split(":")[3]
-        arn_of = f"aws bedrock get-custom-model --region {source_region} --model-identifier {replacement} --query modelArn --output text"
-        params["sourceModelArn"] = f"<the ARN of {replacement}: {arn_of}>"
+        if isinstance(replacement, str):
+            lookup = model_arn_lookup(source_region, replacement)
+            params["sourceModelArn"] = lookup
+            named, how = replacement, f" (its ARN: {' '.join(lookup.command)})"
+        else:  # the source is re-created by hand, under a name the human chooses
+            named, how = "its replacement", ""
+            params["sourceModelArn"] = FillIn("the ARN of the model that replaces the source")
+        params["modelKmsKeyId"] = key.manual_ref
         return ManualStep(
             params=params,
             follow_up=True,
             reason=(
                 f"Model {target.model_name} is a copy of {source_arn}, which fails the rule too and is re-created by "
-                f"this plan as {replacement}. Copy the fixed model, not the old one: once {replacement} is Active "
-                f"(its ARN: aws bedrock get-custom-model --region {source_region} --model-identifier {replacement} "
-                f"--query modelArn --output text), run CreateModelCopyJob in {target.region} with that ARN as "
-                f"sourceModelArn and modelKmsKeyId = {key_name}."
+                f"this plan as {named}. Copy the fixed model, not the old one: once {named} is Active{how}, run "
+                f"CreateModelCopyJob in {target.region} with that ARN as sourceModelArn and modelKmsKeyId = {key_name}."
             ),
             **manual,
         )

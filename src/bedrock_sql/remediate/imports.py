@@ -18,7 +18,8 @@ from typing import Any
 from ..errors import UserError
 from .jobs import input_shape, new_name, request_token
 from .parts import (
-    IMPORT_JOBS, IMPORTED_MODELS, JobLookup, KeyChoice, ManualStep, Step, Target, Unavailable, json_value, query_rows, tag_list,
+    IMPORT_JOBS, IMPORTED_MODELS, FillIn, JobLookup, KeyChoice, ManualStep, Step, Target, Unavailable, json_value, query_rows,
+    tag_list,
 )
 
 _OPERATION = "CreateModelImportJob"
@@ -140,7 +141,7 @@ def import_step(connection, target: Target, job: dict[str, Any], key: KeyChoice,
 def import_manual_step(target: Target, why: str, key: KeyChoice, suffix: str) -> ManualStep:
     """A re-import whose original job is unknown: what is known, and ``<...>`` to fill in."""
     row = target.row
-    source = json_value(row.get("model_data_source")) or {"s3DataSource": {"s3Uri": "<the S3 location of the model files>"}}
+    source = json_value(row.get("model_data_source")) or {"s3DataSource": {"s3Uri": FillIn("the S3 location of the model files")}}
     job_name = row.get("job_name") or f"{target.model_name}-import"
     return ManualStep(
         service="bedrock",
@@ -150,9 +151,9 @@ def import_manual_step(target: Target, why: str, key: KeyChoice, suffix: str) ->
         params={
             "jobName": new_name(job_name, suffix, "jobName", _OPERATION),
             "importedModelName": new_name(target.model_name, suffix, "importedModelName", _OPERATION),
-            "roleArn": "<the service role of the original import job>",
+            "roleArn": FillIn("the service role of the original import job"),
             "modelDataSource": source,
-            "importedModelKmsKeyId": key.ref,
+            "importedModelKmsKeyId": key.manual_ref,
         },
         model_arn=target.model_arn,
         model_name=target.model_name,
@@ -168,9 +169,9 @@ def created_model_step(target: Target, key: KeyChoice, suffix: str) -> ManualSte
     """CreateCustomModel again, by hand: the model's source is not returned by any API."""
     params: dict[str, Any] = {
         "modelName": new_name(target.model_name, suffix, "modelName", "CreateCustomModel"),
-        "modelSourceConfig": {"s3DataSource": {"s3Uri": "<the S3 location of the model files it was created from>"}},
-        "roleArn": "<a service role that may read those files>",
-        "modelKmsKeyArn": key.ref,
+        "modelSourceConfig": {"s3DataSource": {"s3Uri": FillIn("the S3 location of the model files it was created from")}},
+        "roleArn": FillIn("a service role that may read those files"),
+        "modelKmsKeyArn": key.manual_ref,
     }
     tags = tag_list(json_value(target.row.get("tags")))
     if tags:

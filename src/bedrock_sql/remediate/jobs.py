@@ -9,13 +9,12 @@ the customer-managed key, under names :func:`new_name` derives and a client requ
 from __future__ import annotations
 
 import hashlib
-import re
 import uuid
-from functools import lru_cache
 from typing import Any
 
 from ..errors import UserError
 from ..providers.base import arn_account, arn_region
+from . import validate
 from .parts import (
     JOBS, MODEL_OPERATIONS, MODELS, JobLookup, KeyChoice, Plan, Step, Target, Unavailable, json_value, query_rows, tag_list,
 )
@@ -109,37 +108,37 @@ def source_job(connection, target: Target, lookup: JobLookup | None) -> dict[str
     return job
 
 
-def _service_model_pattern(member: str, operation: str) -> re.Pattern:
-    shape = input_shape(operation).members[member]
-    return re.compile(shape.metadata["pattern"])
-
-
-@lru_cache(maxsize=None)
 def input_shape(operation: str):
     """The request shape of a Bedrock operation in botocore's service model."""
-    import botocore.session
-
-    model = botocore.session.get_session().get_service_model("bedrock")
-    return model.operation_model(operation).input_shape
+    return validate.input_shape("bedrock", operation)
 
 
 def _job_input_shape():
     return input_shape("CreateModelCustomizationJob")
 
 
+class NameNotDerivable(UserError):
+    """No valid name for a new job or model follows from the old one and the suffix: that
+    resource gets a manual step saying why (the planner catches it), the plan goes on."""
+
+
 def new_name(name: str, suffix: str, member: str = "jobName", operation: str = "CreateModelCustomizationJob") -> str:
-    """``name + suffix``, shortened (with a hash, to stay unique) to Bedrock's 63 characters,
-    and valid for ``member`` of ``operation`` (the pattern in botocore's service model)."""
-    candidate = name + suffix
-    if len(candidate) > _NAME_LIMIT:
-        digest = hashlib.sha256(name.encode()).hexdigest()[:8]
-        keep = _NAME_LIMIT - len(suffix) - len(digest) - 1
-        candidate = f"{name[:keep].rstrip('-_.+')}-{digest}{suffix}"
-    if not _service_model_pattern(member, operation).fullmatch(candidate):
-        what = "job" if member == "jobName" else "model"
-        raise UserError(
-            f"the new {what} name {candidate!r} (from {name!r} and --suffix {suffix!r}) is not a valid "
-            f"Bedrock {what} name: choose another --suffix"
+    """``name + suffix``, shortened (with a hash, to stay unique) to the member's maximum
+    length, and valid for ``member`` of ``operation`` (length and pattern in botocore's
+    service model); :class:`NameNotDerivable` when it is not (``evil-`` + ``-cmk``)."""
+    limit = validate.member_max("bedrock", operation, member, _NAME_LIMIT)
+    original = name if isinstance(name, str) else str(name)
+    candidate = original + suffix
+    if len(candidate) > limit:
+        digest = hashlib.sha256(original.encode("utf-8", "surrogatepass")).hexdigest()[:8]
+        keep = limit - len(suffix) - len(digest) - 1
+        candidate = f"{original[:keep].rstrip('-_.+')}-{digest}{suffix}"
+    problem = validate.member_problem("bedrock", operation, member, candidate)
+    if problem:
+        what = "job" if member == "jobName" else "deployment" if member == "modelDeploymentName" else "model"
+        raise NameNotDerivable(
+            f"the new {what} name {candidate[:100]!r} (from {original[:100]!r} and --suffix {suffix!r}) {problem} "
+            f"({operation} {member}), so no {what} name can be derived from it"
         )
     return candidate
 
@@ -225,7 +224,7 @@ def check_unique_names(plan: Plan) -> None:
     for step in steps:
         names = {"job": step.params.get("jobName"), "model": getattr(step, "new_model_name", None) or _model_name(step.params)}
         for what, name in names.items():
-            if not name or name.startswith("<"):
+            if not isinstance(name, str) or not name:  # a FillIn: the human names it
                 continue
             key = (step.account_id, step.region, what, name)
             if key in seen:
@@ -236,6 +235,6 @@ def check_unique_names(plan: Plan) -> None:
 def _model_name(params: dict[str, Any]) -> str | None:
     """The new model's name in a request of any of the model-making operations."""
     for member in ("customModelName", "importedModelName", "targetModelName", "modelName"):
-        if params.get(member):
+        if isinstance(params.get(member), str) and params[member]:
             return params[member]
     return None

@@ -15,9 +15,10 @@ import json
 import re
 from typing import Any, Sequence
 
+from .. import identifiers
 from ..errors import UserError
 from ..providers.base import arn_region
-from .parts import ALIASES, KEYS, KeyChoice, KeyLookup, Plan, Step, Target, query_rows
+from .parts import ALIASES, KEYS, KeyChoice, KeyLookup, Plan, Step, Target, Variable, query_rows
 
 #: What the key administrators may do (the KMS console's default key policy).
 KEY_ADMIN_ACTIONS = [
@@ -50,8 +51,10 @@ KEY_TAGS = [{"TagKey": "created-by", "TagValue": "bedrock-sql"}]
 ALIAS_TAG = "bedrock-sql:alias"
 PLAN_TAG = "bedrock-sql:plan"
 
-ROLE_ARN = re.compile(r"arn:aws[a-z-]*:iam::(\d{12}):role/[\w+=,.@/-]+")
-_KEY_ARN = re.compile(r"arn:(aws[a-z-]*):kms:([a-z0-9-]+):(\d{12}):(key|alias)/(.+)")
+# ASCII only: without re.ASCII, \w and \d also take Unicode letters and digits ("role/ｅｖｉｌ", "١٢٣..."),
+# which IAM never names a role with.
+ROLE_ARN = re.compile(r"arn:aws(-[a-z]+)*:iam::([0-9]{12}):role/[\w+=,.@/-]+", re.ASCII)
+_KEY_ARN = re.compile(r"arn:(aws[a-z-]*):kms:([a-z0-9-]+):([0-9]{12}):(key|alias)/(.+)", re.ASCII)
 
 
 def _key_row(connection, arn: str, key_lookup: KeyLookup | None) -> dict[str, Any]:
@@ -71,6 +74,11 @@ def _key_row(connection, arn: str, key_lookup: KeyLookup | None) -> dict[str, An
         )
         if aliases and aliases[0]["target_key_id"]:
             key_arn = f"arn:{partition}:kms:{region}:{account}:key/{aliases[0]['target_key_id']}"
+            if not identifiers.is_valid("kms_key_arn", key_arn):
+                raise UserError(
+                    f"--kms-key {arn}: the snapshot's alias names {aliases[0]['target_key_id'][:80]!r}, "
+                    "which is no KMS key id (the snapshot was altered)"
+                )
         elif key_lookup is None:
             raise UserError(f"--kms-key {arn}: no such alias in the snapshot (run bedrock-sql collect --kms-keys all, or give the key's ARN)")
     rows = query_rows(connection, f"SELECT * FROM {KEYS} WHERE arn = ?", (key_arn,))
@@ -158,8 +166,15 @@ def new_keys(
     for account_id, region in sorted({(t.account_id, t.region) for t in targets}):
         unit_targets = [t for t in targets if (t.account_id, t.region) == (account_id, region)]
         partition = unit_targets[0].partition
+        # Key users: the service roles of this unit's jobs, of this account only (the planner
+        # makes a manual step of a model whose role is refused: key_user_problem).
         users = sorted(
-            {s["roleArn"] for t in unit_targets if isinstance(s := sources[t.model_arn], dict) and s.get("roleArn")}
+            {
+                s["roleArn"]
+                for t in unit_targets
+                if isinstance(s := sources[t.model_arn], dict) and s.get("roleArn")
+                and key_user_problem(s["roleArn"], account_id) is None
+            }
         )
         # Administrators: the roles of this account, and roles of accounts the plan does not
         # touch (a central key-administration account); never another target account's roles.
@@ -205,11 +220,33 @@ def new_keys(
 
 def _role_account(role_arn: str) -> str:
     match = ROLE_ARN.fullmatch(role_arn)
-    return match.group(1) if match else ""
+    return match.group(2) if match else ""
+
+
+def key_user_problem(role_arn: Any, account_id: str) -> str | None:
+    """Why a source job's service role cannot be a key user of the key this plan creates for
+    ``account_id``, or None when it can.
+
+    A new key serves every model of its account and region, so its users are that account's
+    roles only, as its administrators are (:func:`new_keys`): a role of another account named
+    by one member's job would get the use of every model's key there.
+    """
+    if not isinstance(role_arn, str) or not ROLE_ARN.fullmatch(role_arn):
+        return f"its service role {str(role_arn)[:200]!r} is no IAM role ARN (arn:aws:iam::ACCOUNT:role/NAME)"
+    owner = _role_account(role_arn)
+    if owner != account_id:
+        return (
+            f"its service role {role_arn} belongs to account {owner}, not {account_id}: the new key of "
+            f"{account_id} lets only {account_id}'s roles use it (as it lets only them administer it), so give "
+            "that role the use of the key yourself (or use a role of this account) and run the job by hand"
+        )
+    return None
 
 
 def key_variable(account_id: str, region: str) -> str:
-    """The variable (and placeholder name) holding the ARN of the key created for a unit."""
+    """The variable holding the ARN of the key created for a unit (a shell variable name)."""
+    if not identifiers.is_valid("account_id", account_id) or not identifiers.is_valid("region", region):
+        raise UserError(f"no key variable for {account_id!r}/{region!r}: not an account id and region")
     return f"KEY_ARN_{account_id}_{region.replace('-', '_')}"
 
 
@@ -295,7 +332,7 @@ def key_steps(key: KeyChoice) -> list[Step]:
         if key.admins
         else "No --key-admin-role for this account: the key is administered through IAM policies (the account root statement)."
     )
-    ref = "${" + key.variable + "}"
+    ref = Variable(key.variable)
     return [
         Step(
             service="kms",

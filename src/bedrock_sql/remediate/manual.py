@@ -16,7 +16,7 @@ from typing import Any
 from ..providers.base import arn_account, arn_region
 from .imports import created_model_step
 from .jobs import new_name
-from .parts import JOBS, KeyChoice, ManualStep, Target, json_value, query_rows
+from .parts import JOBS, FillIn, KeyChoice, ManualStep, Step, Target, json_value, query_rows
 
 def manual_step(connection, target: Target, why: str, key: KeyChoice, suffix: str) -> ManualStep:
     row = target.row
@@ -31,7 +31,7 @@ def manual_step(connection, target: Target, why: str, key: KeyChoice, suffix: st
     if why == "imported":  # customization type IMPORTED: made by CreateCustomModel
         return created_model_step(target, key, suffix)
     if why in ("copied", "no-job"):
-        source_arn = "<the ARN of the model this one was copied from>"
+        source_arn: str | FillIn = FillIn("the ARN of the model this one was copied from")
         job_region = arn_region(row.get("job_arn") or "")
         if job_region is not None:
             found = query_rows(connection, f"SELECT output_model_arn FROM {JOBS} WHERE arn = ?", (row["job_arn"],))
@@ -44,7 +44,7 @@ def manual_step(connection, target: Target, why: str, key: KeyChoice, suffix: st
         )
         return ManualStep(
             operation="CreateModelCopyJob",
-            params={"sourceModelArn": source_arn, "targetModelName": model_name, "modelKmsKeyId": key.ref},
+            params={"sourceModelArn": source_arn, "targetModelName": model_name, "modelKmsKeyId": key.manual_ref},
             reason=(
                 f"Model {target.model_name} {origin}, so no job can be re-run here: copy the source model again "
                 f"with CreateModelCopyJob and modelKmsKeyId = {key.alias or key.arn} (once the source is itself "
@@ -58,10 +58,10 @@ def manual_step(connection, target: Target, why: str, key: KeyChoice, suffix: st
     params: dict[str, Any] = {
         "jobName": new_name(job_name, suffix, "jobName"),
         "customModelName": model_name,
-        "roleArn": "<the service role the original job ran as>",
-        "baseModelIdentifier": row.get("base_model_arn") or "<the base model>",
+        "roleArn": FillIn("the service role the original job ran as"),
+        "baseModelIdentifier": row.get("base_model_arn") or FillIn("the base model"),
         "customizationType": row.get("customization_type") or "FINE_TUNING",
-        "customModelKmsKeyId": key.ref,
+        "customModelKmsKeyId": key.manual_ref,
     }
     for param, column in (
         ("trainingDataConfig", "training_data_config"),
@@ -82,4 +82,51 @@ def manual_step(connection, target: Target, why: str, key: KeyChoice, suffix: st
             "carries; supply the service role (and the VPC configuration, if the job ran in one) and run the job by hand."
         ),
         **base,
+    )
+
+
+# The member naming the new model, and the one naming the key, in each model-making request.
+_NAME_AND_KEY = {
+    "CreateModelCustomizationJob": ("customModelName", "customModelKmsKeyId"),
+    "CreateModelImportJob": ("importedModelName", "importedModelKmsKeyId"),
+    "CreateModelCopyJob": ("targetModelName", "modelKmsKeyId"),
+    "CreateCustomModel": ("modelName", "modelKmsKeyArn"),
+}
+
+
+def unnamed_step(target: Target, operation: str, why: str, key: KeyChoice) -> ManualStep:
+    """A model whose new name cannot be derived from its own (``evil-`` + ``-cmk``): one manual
+    step for it, naming the reason, while the plan goes on for every other model."""
+    name_member, key_member = _NAME_AND_KEY[operation]
+    params: dict[str, Any] = {name_member: FillIn("a valid name for the new model"), key_member: key.manual_ref}
+    if operation in ("CreateModelCustomizationJob", "CreateModelImportJob"):
+        params = {"jobName": FillIn("a valid name for the new job"), **params}
+    return ManualStep(
+        service="bedrock",
+        operation=operation,
+        region=target.region,
+        account_id=target.account_id,
+        params=params,
+        model_arn=target.model_arn,
+        model_name=target.model_name,
+        reason=(
+            f"Model {target.model_name} cannot be re-created under a derived name: {why}. Re-create it by hand "
+            f"with {operation} under names of your choosing and {key_member} = {key.alias or key.arn}."
+        ),
+    )
+
+
+def refused_step(step: Step, target: Target, why: str, key: KeyChoice) -> ManualStep:
+    """A model's request that this tool will not run (its role is another account's, AWS would
+    refuse a value...): the same request as a manual step, with the reason, for a human to fix."""
+    params = {name: (key.manual_ref if value == key.ref else value) for name, value in step.params.items()}
+    return ManualStep(
+        service=step.service,
+        operation=step.operation,
+        region=step.region,
+        account_id=step.account_id,
+        params=params,
+        model_arn=target.model_arn,
+        model_name=target.model_name,
+        reason=f"Model {target.model_name} is not re-created automatically: {why}. Its request is below: fix that, then run it by hand.",
     )

@@ -9,9 +9,10 @@ from __future__ import annotations
 
 import json
 from dataclasses import dataclass, field
-from typing import Any, Callable, Sequence
+from typing import Any, Callable, Iterator, Sequence
 
 from ..sql import run_query
+from .shell import IDENTIFIER
 
 SEED_CONTROL = "bedrock_custom_model_encrypted_with_cmk"
 IMPORTED_CONTROL = "bedrock_imported_model_encrypted_with_cmk"
@@ -42,6 +43,96 @@ JobLookup = Callable[[str, str, str], "dict[str, Any] | None"]
 KeyLookup = Callable[[str], "dict[str, Any] | None"]
 
 
+# --------------------------------------------------------------------------- placeholders
+# A value a step needs that is not known when planning is a typed object the planner builds,
+# never a string shape recognised in data: a name, tag or description from AWS that reads
+# "${AWS_SECRET_ACCESS_KEY}" or "<the ARN of x: COMMAND>" is a str, and every renderer (the
+# script, --output json, --apply, the printed follow-ups) dispatches on the type, so such a
+# string stays literal everywhere.
+
+
+class Placeholder:
+    """A value the plan cannot write down when planning (the subclasses say why)."""
+
+    def as_json(self) -> dict[str, Any]:
+        raise NotImplementedError
+
+
+@dataclass(frozen=True)
+class Variable(Placeholder):
+    """A value an earlier step returns (its ``outputs``), e.g. the ARN of a key it creates:
+    a shell variable of this name in the script, the response's value in ``--apply``."""
+
+    name: str
+
+    def __post_init__(self) -> None:
+        if not IDENTIFIER.fullmatch(self.name):
+            raise ValueError(f"not a variable name: {self.name!r}")
+
+    def as_json(self) -> dict[str, Any]:
+        return {"variable": self.name}
+
+
+@dataclass(frozen=True)
+class Lookup(Placeholder):
+    """A value that exists only once something the plan makes exists (the ARN of a new model):
+    ``command`` (an AWS CLI argv, every item one argument) prints it. The script and the
+    printed follow-ups write it as ``"$(COMMAND)"``; a human runs it when the time comes."""
+
+    description: str
+    command: tuple[str, ...]
+
+    def as_json(self) -> dict[str, Any]:
+        return {"lookup": self.description, "command": list(self.command)}
+
+
+@dataclass(frozen=True)
+class FillIn(Placeholder):
+    """What a human must supply before running a manual step (shown as ``<DESCRIPTION>``)."""
+
+    description: str
+
+    @property
+    def text(self) -> str:
+        return f"<{self.description}>"
+
+    def as_json(self) -> dict[str, Any]:
+        return {"fill_in": self.description}
+
+
+def placeholders(value: Any, path: tuple = ()) -> Iterator[tuple[tuple, Placeholder]]:
+    """Every placeholder in ``value`` (params, nested), with its path of keys and indices."""
+    if isinstance(value, Placeholder):
+        yield path, value
+    elif isinstance(value, dict):
+        for k, v in value.items():
+            yield from placeholders(v, (*path, k))
+    elif isinstance(value, list):
+        for i, v in enumerate(value):
+            yield from placeholders(v, (*path, i))
+
+
+def json_params(value: Any) -> Any:
+    """``value`` with each placeholder as its JSON object (``{"variable": NAME}``...)."""
+    if isinstance(value, Placeholder):
+        return value.as_json()
+    if isinstance(value, dict):
+        return {k: json_params(v) for k, v in value.items()}
+    if isinstance(value, list):
+        return [json_params(v) for v in value]
+    return value
+
+
+def _json_entry(data: dict[str, Any], params: dict[str, Any]) -> dict[str, Any]:
+    """``params`` in JSON, and where a placeholder sits (``placeholders``: a list of paths),
+    so that a consumer tells the tool's placeholders from data without knowing the API's shapes."""
+    data["params"] = json_params(params)
+    found = [list(path) for path, _ in placeholders(params)]
+    if found:
+        data["placeholders"] = found
+    return data
+
+
 # --------------------------------------------------------------------------- the plan
 
 
@@ -49,8 +140,8 @@ KeyLookup = Callable[[str], "dict[str, Any] | None"]
 class Step:
     """One AWS API call: ``operation`` is the API's name, ``params`` its exact parameters.
 
-    ``outputs`` maps a variable that later steps refer to (``${NAME}``) to the path of the
-    value in this call's response (``KeyMetadata.Arn``).
+    ``outputs`` maps a variable that later steps refer to (a :class:`Variable` of that
+    name) to the path of the value in this call's response (``KeyMetadata.Arn``).
     """
 
     service: str
@@ -70,10 +161,11 @@ class Step:
             "operation": self.operation,
             "region": self.region,
             "account_id": self.account_id,
-            "params": self.params,
+            "params": None,
             "manual": False,
             "comment": self.comment,
         }
+        _json_entry(data, self.params)
         if self.outputs:
             data["outputs"] = self.outputs
         if self.model_arn:
@@ -85,7 +177,8 @@ class Step:
 class ManualStep:
     """A model this tool cannot re-create: the alternative API call, for a human to finish.
 
-    ``params`` holds what is known; ``<...>`` marks what the human must fill in.
+    ``params`` holds what is known; a :class:`FillIn` marks what the human must supply, a
+    :class:`Lookup` what a command prints once the plan's new model exists.
     """
 
     service: str
@@ -110,11 +203,12 @@ class ManualStep:
             "operation": self.operation,
             "region": self.region,
             "account_id": self.account_id,
-            "params": self.params,
+            "params": None,
             "manual": True,
             "comment": self.reason,
             "model_arn": self.model_arn,
         }
+        _json_entry(data, self.params)
         if self.follow_up:
             data["follow_up"] = True
         return data
@@ -160,9 +254,21 @@ class KeyChoice:
         return self.variable is not None
 
     @property
-    def ref(self) -> str:
-        """What a request names the key with: its ARN, or the placeholder of a new key."""
-        return self.arn if self.arn else "${" + str(self.variable) + "}"
+    def ref(self) -> str | Variable:
+        """What a step names the key with: its ARN, or the variable holding a new key's ARN."""
+        return self.arn if self.arn else Variable(str(self.variable))
+
+    @property
+    def manual_ref(self) -> str | Lookup:
+        """What a manual step or follow-up names the key with: its ARN, or for a new key the
+        command that prints it by its alias (a human runs it later, anywhere)."""
+        if self.arn:
+            return self.arn
+        return Lookup(
+            f"the ARN of the key {self.alias} in {self.region}",
+            ("aws", "kms", "describe-key", "--region", self.region, "--key-id", str(self.alias),
+             "--query", "KeyMetadata.Arn", "--output", "text"),
+        )
 
     @property
     def policy_file(self) -> str:

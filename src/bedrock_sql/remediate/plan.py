@@ -12,33 +12,49 @@ Planning reads only the snapshot (and, for a source job missing from it,
 
 from __future__ import annotations
 
+import json
 import re
 from typing import Any, Sequence
 
 from ..errors import UserError
+from ..identifiers import check_snapshot_identifiers
+from ..render import terminal_text
+from . import shell
 from .copies import copy_source, copy_step
 from .imports import created_model_step, import_manual_step, import_source, import_step
-from .jobs import check_unique_names, job_step, source_job
-from .keys import ROLE_ARN, existing_keys, key_steps, new_keys
-from .manual import manual_step
+from .jobs import NameNotDerivable, check_unique_names, job_step, source_job
+from .keys import ROLE_ARN, existing_keys, key_steps, key_user_problem, new_keys
+from .manual import manual_step, refused_step, unnamed_step
 from .parts import (
     CONTROLS,
     COPY_JOBS,
     DEFAULT_SUFFIX,
     IMPORTED_MODELS,
     MODELS,
+    FillIn,
     JobLookup,
     KeyLookup,
+    Lookup,
     ManualStep,
+    Placeholder,
     Plan,
     Step,
     Target,
+    Variable,
     query_rows,
 )
 from .served import served_follow_ups, unknown_serving
+from .validate import request_problems
 
-_ALIAS = re.compile(r"alias/[a-zA-Z0-9/_-]{1,250}")
-_SUFFIX = re.compile(r"[A-Za-z0-9]+(-[A-Za-z0-9]+)*|-[A-Za-z0-9]+(-[A-Za-z0-9]+)*")
+_ALIAS = re.compile(r"alias/[a-zA-Z0-9/_-]{1,250}", re.ASCII)
+_SUFFIX = re.compile(r"[A-Za-z0-9]+(-[A-Za-z0-9]+)*|-[A-Za-z0-9]+(-[A-Za-z0-9]+)*", re.ASCII)
+# The operation that makes each kind of target again.
+_OPERATION = {
+    "customization": "CreateModelCustomizationJob",
+    "imported": "CreateModelImportJob",
+    "copy": "CreateModelCopyJob",
+    "created": "CreateCustomModel",
+}
 
 
 # --------------------------------------------------------------------------- planning
@@ -68,6 +84,9 @@ def plan_remediation(
     """
     kms_keys = [kms_key] if isinstance(kms_key, str) else list(kms_key or ())
     _check_options(kms_keys, create_key, alias, key_admin_roles, suffix)
+    # The script branches on account ids and regions and names ARNs: a snapshot whose
+    # identifiers are not as AWS spells them was altered, and is refused before any is used.
+    check_snapshot_identifiers(connection, where=snapshot or "the snapshot")
     plan = Plan(snapshot=snapshot, collected_at=_collected_at(connection))
     plan.targets = _targets(connection, models, regions, plan)
     if not plan.targets:
@@ -83,25 +102,38 @@ def plan_remediation(
     else:
         keys = new_keys(connection, alias or "", key_admin_roles, plan.targets, sources, plan)
     plan.keys = sorted({id(k): k for k in keys.values()}.values(), key=lambda k: (k.account_id, k.region))
+    # A job whose service role is no IAM role ARN, or -- when this plan creates the key -- is
+    # another account's role, is not run for the user: its model gets a manual step with the
+    # reason, and the role is not in any key policy (new_keys leaves it out).
+    refused = {}
+    for t in plan.targets:
+        source = sources[t.model_arn]
+        if t.kind not in ("customization", "imported") or not isinstance(source, dict):
+            continue  # a copy job runs as its caller: it has no role
+        creating = keys[(t.account_id, t.region)].create
+        problem = key_user_problem(source.get("roleArn"), t.account_id)
+        if problem and (creating or not ROLE_ARN.fullmatch(str(source.get("roleArn")))):
+            refused[t.model_arn] = problem
 
     # Copies last: a copy whose source this plan re-creates is copied from the replacement.
     made: dict[str, Step | ManualStep] = {}
     for target in sorted(plan.targets, key=lambda t: _copy_depth(t, plan.targets, sources)):
         key, source = keys[(target.account_id, target.region)], sources[target.model_arn]
-        if target.kind == "copy" and isinstance(source, dict):
-            fixed = {arn: _new_model_name(step) for arn, step in made.items()}
-            made[target.model_arn] = copy_step(connection, target, source, key, suffix, fixed)
-        elif target.kind == "imported":
-            made[target.model_arn] = (
-                import_step(connection, target, source, key, suffix) if isinstance(source, dict)
-                else import_manual_step(target, source, key, suffix)
-            )
-        elif target.kind == "created":
-            made[target.model_arn] = created_model_step(target, key, suffix)
-        elif isinstance(source, dict):
-            made[target.model_arn] = job_step(connection, target, source, key, suffix)
-        else:
-            made[target.model_arn] = manual_step(connection, target, source, key, suffix)
+        try:
+            step = _make(connection, target, source, key, suffix, made)
+        except NameNotDerivable as exc:
+            # One model's name never fails the plan of every other model.
+            step = unnamed_step(target, _operation(target, source), str(exc), key)
+        if isinstance(step, Step):
+            why = refused.get(target.model_arn)
+            if why is None:
+                problems = request_problems(step.service, step.operation, step.params,
+                                            account_id=step.account_id, region=step.region)
+                if problems:
+                    why = f"{step.operation} would refuse its request: {problems[0]}"
+            if why is not None:
+                step = refused_step(step, target, why, key)
+        made[target.model_arn] = step
 
     for unit in sorted({(t.account_id, t.region) for t in plan.targets}):
         key = keys[unit]
@@ -120,6 +152,31 @@ def plan_remediation(
     plan.warnings.extend(unknown_serving(connection, plan.targets))
     check_unique_names(plan)
     return plan
+
+
+def _make(connection, target: Target, source: Any, key, suffix: str, made: dict[str, Step | ManualStep]) -> Step | ManualStep:
+    """The step that makes ``target`` again (a manual one when no API call can)."""
+    if target.kind == "copy" and isinstance(source, dict):
+        fixed = {arn: _new_model_name(step) for arn, step in made.items()}
+        return copy_step(connection, target, source, key, suffix, fixed)
+    if target.kind == "imported":
+        if isinstance(source, dict):
+            return import_step(connection, target, source, key, suffix)
+        return import_manual_step(target, source, key, suffix)
+    if target.kind == "created":
+        return created_model_step(target, key, suffix)
+    if isinstance(source, dict):
+        return job_step(connection, target, source, key, suffix)
+    return manual_step(connection, target, source, key, suffix)
+
+
+def _operation(target: Target, source: Any) -> str:
+    """The API that makes ``target`` again, for a manual step about it."""
+    if target.kind == "customization" and source in ("copied", "no-job"):
+        return "CreateModelCopyJob"
+    if target.kind == "customization" and source == "imported":
+        return "CreateCustomModel"
+    return _OPERATION.get(target.kind, "CreateModelCustomizationJob")
 
 
 def _source(connection, target: Target, job_lookup: JobLookup | None, import_lookup: JobLookup | None):
@@ -146,7 +203,8 @@ def _copy_depth(target: Target, targets: list[Target], sources: dict[str, Any]) 
     return depth
 
 
-def _new_model_name(step: Step | ManualStep) -> str:
+def _new_model_name(step: Step | ManualStep) -> str | FillIn:
+    """The name of the model ``step`` makes (a FillIn when a human chooses it)."""
     if isinstance(step, Step) and step.new_model_name:
         return step.new_model_name
     params = step.params
@@ -282,7 +340,9 @@ def _add_failing_sources(connection, targets: list[Target], findings: dict, plan
 
 def plan_json(plan: Plan) -> list[dict[str, Any]]:
     """The plan as a JSON-ready list: API steps in order, then the manual steps, then the
-    follow-ups to run once the new models are Active (``follow_up``: true)."""
+    follow-ups to run once the new models are Active (``follow_up``: true). A placeholder is
+    an object (``{"variable": NAME}``, ``{"lookup": ..., "command": [...]}``, ``{"fill_in":
+    ...}``) at a path the entry's ``placeholders`` lists; every string is data, as it is."""
     return [s.as_json() for s in plan.steps] + [m.as_json() for m in [*plan.manual_steps, *plan.follow_ups]]
 
 
@@ -294,7 +354,8 @@ _WHAT = {
 
 
 def describe_plan(plan: Plan) -> list[str]:
-    """A few lines saying what the plan does, for a human about to confirm it."""
+    """A few lines saying what the plan does, for a human about to confirm it (inert on a
+    terminal: model names come from the estate)."""
     units = sorted({(t.account_id, t.region) for t in plan.targets})
     creates = [k for k in plan.keys if k.create]
     count = {op: sum(s.operation == op for s in plan.steps) for op in _WHAT}
@@ -320,29 +381,70 @@ def describe_plan(plan: Plan) -> list[str]:
             if (manual.account_id, manual.region) == (account_id, region):
                 when = "follow-up" if manual.follow_up else "manual"
                 lines.append(f"    {manual.model_name}: {when} ({manual.operation})")
-    return lines
+    return [terminal_text(line) for line in lines]
 
 
-_ARN_OF = re.compile(r"<the ARN of [^:>]+: (aws [^>]+)>")
+def cli_option(member: str) -> str:
+    """``--custom-model-kms-key-id``: the AWS CLI's option for a request member."""
+    from botocore import xform_name
+
+    option = xform_name(member, "-")
+    if not re.fullmatch(r"[a-z0-9]+(-[a-z0-9]+)*", option, re.ASCII):
+        raise ValueError(f"internal: no AWS CLI option for member {member!r}")
+    return "--" + option
+
+
+def _json_default(value: Any) -> Any:
+    if isinstance(value, FillIn):
+        return value.text  # inside a manual step's JSON argument: the human replaces it
+    raise TypeError(f"internal: {type(value).__name__} inside a JSON argument")
+
+
+def cli_argument(value: Any, *, manual: bool = False) -> str:
+    """One request value as one shell word (:mod:`.shell`), dispatching on its type.
+
+    A :class:`Variable` is the script's variable (``"$NAME"``), a :class:`Lookup` the output
+    of its command (``"$(aws ...)"``), a :class:`FillIn` its ``<...>`` text; any str is a
+    literal, exactly quoted, whatever it looks like. In a ``manual`` step (shown, never run), a
+    value bash cannot hold (a NUL character) is shown as what it is instead of refused.
+    """
+    if isinstance(value, Variable):
+        return str(shell.Expand(value.name))
+    if isinstance(value, Lookup):
+        return shell.substitution(value.command)
+    if isinstance(value, FillIn):
+        return shell.quote(value.text)
+    if isinstance(value, Placeholder):
+        raise TypeError(f"internal: no rendering of {type(value).__name__}")
+    if isinstance(value, bool):
+        return "true" if value else "false"
+    if isinstance(value, (int, float)):
+        return shell.quote(str(value))
+    if isinstance(value, str):
+        try:
+            return shell.quote(value)
+        except shell.NotRepresentable as exc:
+            if not manual:
+                raise
+            return shell.quote(f"<a value that cannot be shown here: {exc}; see --output json>")
+    return shell.quote(json.dumps(value, separators=(",", ":"), default=_json_default))
 
 
 def cli_command(step: Step | ManualStep) -> str:
-    """The step as one AWS CLI command line; ``<the ARN of NAME: COMMAND>`` becomes ``"$(COMMAND)"``."""
-    import json
-    import shlex
-
+    """The step as one AWS CLI command line: every value one exactly quoted word (a
+    :class:`Lookup` becomes ``"$(COMMAND)"``, never text that merely looks like one)."""
     from botocore import xform_name
 
-    args = [f"aws {step.service} {xform_name(step.operation, '-')} --region {step.region}"]
+    words = [shell.quote(w) for w in ("aws", step.service, xform_name(step.operation, "-"), "--region", step.region)]
+    manual = isinstance(step, ManualStep)
     for name, value in step.params.items():
-        if isinstance(value, str) and _ARN_OF.fullmatch(value):
-            rendered = f'"$({_ARN_OF.fullmatch(value).group(1)})"'
-        elif isinstance(value, str):
-            rendered = shlex.quote(value)
-        else:
-            rendered = shlex.quote(json.dumps(value, separators=(",", ":")))
-        args.append(f"--{xform_name(name, '-')} {rendered}")
-    return " ".join(args)
+        words += [cli_option(name), cli_argument(value, manual=manual)]
+    return " ".join(words)
+
+
+def _aws(*argv: str) -> str:
+    """A command line for a human to run (each argument quoted as the script would)."""
+    return " ".join(shell.quote(a) for a in argv)
 
 
 def next_steps(plan: Plan, started: Sequence[tuple[str, str, str]] = ()) -> list[str]:
@@ -355,38 +457,42 @@ def next_steps(plan: Plan, started: Sequence[tuple[str, str, str]] = ()) -> list
     if jobs or imports or copies:
         lines.append(f"  {n}. Wait for each job to complete (status Completed), e.g.:")
         lines.extend(
-            f"       aws bedrock get-model-customization-job --region {r} --job-identifier {j} --query status --output text"
+            "       " + _aws("aws", "bedrock", "get-model-customization-job", "--region", r, "--job-identifier", j,
+                             "--query", "status", "--output", "text")
             for r, j, _ in jobs
         )
         lines.extend(
-            f"       aws bedrock get-model-import-job --region {s.region} --job-identifier {s.params['jobName']} "
-            "--query status --output text"
+            "       " + _aws("aws", "bedrock", "get-model-import-job", "--region", s.region, "--job-identifier",
+                             s.params["jobName"], "--query", "status", "--output", "text")
             for s in imports
         )
         lines.extend(
-            f"       aws bedrock list-model-copy-jobs --region {s.region} --target-model-name-contains "
-            f"{s.params['targetModelName']} --query 'modelCopyJobSummaries[].status' --output text"
+            "       " + _aws("aws", "bedrock", "list-model-copy-jobs", "--region", s.region, "--target-model-name-contains",
+                             s.params["targetModelName"], "--query", "modelCopyJobSummaries[].status", "--output", "text")
             for s in copies
         )
         n += 1
         lines.append(f"  {n}. Check that each new model names the CMK:")
         lines.extend(
-            f"       aws bedrock get-custom-model --region {r} --model-identifier {m} --query modelKmsKeyArn --output text"
+            "       " + _aws("aws", "bedrock", "get-custom-model", "--region", r, "--model-identifier", m,
+                             "--query", "modelKmsKeyArn", "--output", "text")
             for r, _, m in jobs
         )
         lines.extend(
-            f"       aws bedrock get-imported-model --region {s.region} --model-identifier {s.new_model_name} "
-            "--query modelKmsKeyArn --output text"
+            "       " + _aws("aws", "bedrock", "get-imported-model", "--region", s.region, "--model-identifier",
+                             s.new_model_name or "", "--query", "modelKmsKeyArn", "--output", "text")
             for s in imports
         )
         lines.extend(
-            f"       aws bedrock get-custom-model --region {s.region} --model-identifier {s.new_model_name} "
-            "--query modelKmsKeyArn --output text"
+            "       " + _aws("aws", "bedrock", "get-custom-model", "--region", s.region, "--model-identifier",
+                             s.new_model_name or "", "--query", "modelKmsKeyArn", "--output", "text")
             for s in copies
         )
         n += 1
     for manual in plan.manual_steps:
-        lines.append(f"  {n}. Manual, {manual.account_id}/{manual.region}: {manual.reason}")
+        # Reasons quote the estate's names: inert on a terminal. Commands are left as they are
+        # (quote() makes them printable ASCII-safe already) so that they can be pasted.
+        lines.append(f"  {n}. Manual, {manual.account_id}/{manual.region}: {terminal_text(manual.reason)}")
         n += 1
     if plan.follow_ups:
         lines.append(
@@ -394,7 +500,7 @@ def next_steps(plan: Plan, started: Sequence[tuple[str, str, str]] = ()) -> list
             "move what serves the old models and make the copies of re-created sources:"
         )
         for follow_up in plan.follow_ups:
-            lines.append(f"       # {follow_up.reason}")
+            lines.append(f"       # {terminal_text(follow_up.reason)}")
             lines.append(f"       {cli_command(follow_up)}")
         n += 1
     elif plan.model_steps:
@@ -409,6 +515,6 @@ def next_steps(plan: Plan, started: Sequence[tuple[str, str, str]] = ()) -> list
         )
         n += 1
     regions = sorted({s.region for s in plan.steps} | {m.region for m in [*plan.manual_steps, *plan.follow_ups]})
-    where = "".join(f" --region {r}" for r in regions)
+    where = "".join(" --region " + shell.quote(r) for r in regions)
     lines.append(f"  {n}. Collect again and check: bedrock-sql collect{where} && bedrock-sql check {' '.join(CONTROLS)}")
     return lines

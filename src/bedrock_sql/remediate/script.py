@@ -10,20 +10,21 @@ files, into a folder readable by its owner only.
 
 from __future__ import annotations
 
+import itertools
 import json
 import os
 import re
-import itertools
-import shlex
-import textwrap
 from pathlib import Path
 from typing import Any
 
 from .. import __version__
 from ..errors import UserError
+from ..safe_files import private_directory, write_file
+from . import shell
 from .keys import ALIAS_TAG, PLAN_TAG, created_key_tags
-from .parts import CONTROLS, KeyChoice, Plan, Step
-from .plan import cli_command, next_steps
+from .parts import CONTROLS, KeyChoice, Plan, Step, Variable
+from .plan import cli_argument, cli_command, cli_option, next_steps
+from .shell import Expand, comment, comment_line, quote, word
 
 # The read-only check before each model-making step: bash function, and the request
 # members it is given (after the region).
@@ -41,7 +42,7 @@ _CLI_PARAMETERS = {
 
 def _cli_checks(plan: Plan) -> list[str]:
     operations = sorted({s.operation for s in plan.steps} & set(_CLI_PARAMETERS))
-    return [f"require_parameter {' '.join(_CLI_PARAMETERS[op])}" for op in operations]
+    return [shell.command("require_parameter", *_CLI_PARAMETERS[op]) for op in operations]
 
 SCRIPT_NAME = "bedrock-cmk-remediation.sh"
 CLI_INSTALL = "https://docs.aws.amazon.com/cli/latest/userguide/getting-started-install.html"
@@ -59,10 +60,17 @@ STOPPED=""
 ANSWER=""
 AWS_ERRORS="$(mktemp)"  # what the AWS CLI said when a read failed
 
-# stop MESSAGE: say why the script stops here, and stop.
+# say WORDS: print a line (printf, not echo: echo would take a leading -n or -e of the text
+# as an option).
+say() {
+  printf '%s\n' "$*"
+}
+
+# stop MESSAGE: say why the script stops here, and stop. What AWS answered can be part of the
+# message: control characters (an escape sequence) are dropped before it reaches the terminal.
 stop() {
   STOPPED=1
-  echo "$SCRIPT: stopped: $*" >&2
+  printf '%s\n' "$SCRIPT: stopped: $*" | LC_ALL=C tr -d '\000-\010\013-\037\177' >&2
   exit 1
 }
 
@@ -253,32 +261,13 @@ esac
 """.replace("@ALIAS_TAG@", ALIAS_TAG).replace("@PLAN_TAG@", PLAN_TAG).replace("@CLI_INSTALL@", CLI_INSTALL)
 
 
-def _shell_value(value: Any) -> str:
-    if isinstance(value, str):
-        match = re.fullmatch(r"\$\{(\w+)\}", value)
-        if match:
-            return f'"${match.group(1)}"'
-        return shlex.quote(value)
-    if isinstance(value, bool):
-        return "true" if value else "false"
-    if isinstance(value, (int, float)):
-        return str(value)
-    return shlex.quote(json.dumps(value, separators=(",", ":")))
-
-
-def _cli_args(params: dict[str, Any], overrides: dict[str, str] | None = None) -> list[str]:
-    from botocore import xform_name
-
+def _args(params: dict[str, Any], overrides: dict[str, str] | None = None, *, manual: bool = False) -> list[str]:
+    """``--option WORD`` for each request member; ``overrides`` are words already rendered."""
     args = []
-    for name, value in params.items():
-        rendered = (overrides or {}).get(name)
-        args.append(f"--{xform_name(name, '-')} {rendered if rendered is not None else _shell_value(value)}")
+    for member, value in params.items():
+        rendered = (overrides or {}).get(member)
+        args.append(f"{cli_option(member)} {rendered if rendered is not None else cli_argument(value, manual=manual)}")
     return args
-
-
-def _comment(text: str, indent: str = "") -> list[str]:
-    clean = " ".join(str(text).split())  # one line of text: no newline can end a comment early
-    return [f"{indent}# {line}" for line in textwrap.wrap(clean, 96 - len(indent), break_on_hyphens=False, break_long_words=False)]
 
 
 def _command(head: str, args: list[str], indent: str, tail: str = "") -> list[str]:
@@ -293,6 +282,13 @@ def _command(head: str, args: list[str], indent: str, tail: str = "") -> list[st
     return lines
 
 
+def _variable(value: Any) -> str:
+    """The name of the plan variable ``value`` is (a key a CreateKey step creates)."""
+    if not isinstance(value, Variable):
+        raise TypeError(f"internal: expected a Variable, not {type(value).__name__}")
+    return shell.name(value.name)
+
+
 def render_script(plan: Plan) -> tuple[str, dict[str, str]]:
     """The plan as a bash script of AWS CLI commands, and the key policy files it reads.
 
@@ -300,14 +296,18 @@ def render_script(plan: Plan) -> tuple[str, dict[str, str]]:
     finds them through its own directory. For the account its credentials belong to, the
     script first checks (reading only) and then changes; run again, it reuses the key an
     alias names or an earlier run left unnamed, and skips jobs it already started.
+
+    Every value from the plan reaches bash through :mod:`.shell`: a word from :func:`quote`
+    (or :func:`word`, joining literal text and the script's own variables), prose through
+    :func:`comment`, the closing text through a ``printf`` of quoted lines.
     """
-    files = {k.policy_file: json.dumps(k.policy, indent=2) + "\n" for k in plan.keys if k.create}
+    files = {_policy_file(k.account_id, k.region): json.dumps(k.policy, indent=2) + "\n" for k in plan.keys if k.create}
     accounts = plan.account_ids
     out = [
         "#!/usr/bin/env bash",
         "# Re-create Amazon Bedrock custom models with a KMS customer-managed key (CMK).",
         "#",
-        *_comment(
+        *comment(
             f"Written by bedrock-sql {__version__} remediate from snapshot {plan.snapshot or '(unnamed)'}"
             + (f", collected {plan.collected_at}" if plan.collected_at else "")
             + f". {len(plan.targets)} model(s) fail {' or '.join(CONTROLS)}: for each, this script starts the "
@@ -316,18 +316,22 @@ def render_script(plan: Plan) -> tuple[str, dict[str, str]]:
             "What serves the old models is listed at the end, to move once the new models are Active. "
             "It creates nothing twice when run again, and deletes nothing."
         ),
-        *_comment(
+        *comment(
             f"Account(s): {', '.join(accounts)}. Run it with credentials for each account in turn (e.g. "
             "AWS_PROFILE=...): each run does the steps of the account the credentials belong to."
         ),
-        *_comment(
+        *comment(
             "Before it changes anything it checks, as bedrock-sql remediate --apply does: that the AWS CLI "
             "knows --custom-model-kms-key-id; that a key an alias already names is customer managed, Enabled "
             "and in the alias's region; that no job of the same name was started by someone else. Only a "
             "NotFound answer means \"create\": any other failure stops it. Keys it creates are tagged "
             f"{ALIAS_TAG} and {PLAN_TAG}, so a rerun after a failed create-alias reuses that key."
         ),
-        *(_comment("Key policies: the key-policy-*.json files beside this script.") if files else []),
+        *comment(
+            "Every value from AWS is quoted as one literal word ('...', or $'...' with \\xHH escapes for "
+            "control characters): nothing in a name, tag, description or S3 URI is run."
+        ),
+        *(comment("Key policies: the key-policy-*.json files beside this script.") if files else []),
         "set -euo pipefail",
         *_FUNCTIONS.splitlines(),
         *_cli_checks(plan),
@@ -335,79 +339,90 @@ def render_script(plan: Plan) -> tuple[str, dict[str, str]]:
         "# ---- the account these credentials belong to -----------------------------------------------",
         'ACCOUNT_ID="$(aws sts get-caller-identity --query Account --output text)"',
         'case "$ACCOUNT_ID" in',
-        f"  {'|'.join(accounts)}) ;;",
-        f'  *) stop "this plan is for account(s) {", ".join(accounts)}; these credentials are for account $ACCOUNT_ID" ;;',
+        f"  {'|'.join(quote(a) for a in accounts)}) ;;",
+        "  *) stop "
+        + word(f"this plan is for account(s) {', '.join(accounts)}; these credentials are for account ", Expand("ACCOUNT_ID"))
+        + " ;;",
         "esac",
     ]
     job_numbers = itertools.count(1)
     for account_id in accounts:
         steps = [s for s in plan.steps if s.account_id == account_id]
         manual = [m for m in plan.manual_steps if m.account_id == account_id]
-        jobs = {id(s): f"JOB_STATE_{next(job_numbers)}" for s in steps if s.operation in _STATE_CHECKS}
-        out += ["", f'if [ "$ACCOUNT_ID" = "{account_id}" ]; then']
+        jobs = {id(s): shell.name(f"JOB_STATE_{next(job_numbers)}") for s in steps if s.operation in _STATE_CHECKS}
+        out += ["", f'if [ "$ACCOUNT_ID" = {quote(account_id)} ]; then']
         out += _checks(plan, account_id, steps, jobs)
         for region in sorted({s.region for s in [*steps, *manual]}):
-            out += ["", f"  # ---- {account_id} {region}: changes " + "-" * max(4, 62 - len(account_id) - len(region))]
+            out += ["", *comment(f"---- {account_id} {region}: changes " + "-" * max(4, 62 - len(account_id) - len(region)), "  ")]
             for step in (s for s in steps if s.region == region):
                 out += _script_step(step, files, jobs)
             for step in (m for m in manual if m.region == region):
-                out += [""] + _comment("MANUAL: " + step.reason + " Fill in the <...> values:", "  ")
+                out += [""] + comment("MANUAL: " + step.reason + " Fill in the <...> values:", "  ")
                 command = _command(
-                    f"aws {step.service} {_cli_operation(step.operation)}",
-                    [f"--region {step.region}", *_cli_args(step.params)],
+                    shell.command("aws", step.service, _cli_operation(step.operation)),
+                    [f"--region {quote(step.region)}", *_args(step.params, manual=True)],
                     "",
                 )
-                out += [f"  #   {' '.join(line.split(chr(10)))}" for line in command]
-                out.append(f"  echo {shlex.quote(f'Manual step left for {step.model_name}: see the comment in this script.')}")
+                out += [comment_line(f"  {line}", "  ") for line in command]
+                # Printed when the script runs: the estate's name made visible, never an escape sequence.
+                out.append("  say " + quote(shell.visible(f"Manual step left for {step.model_name}: see the comment in this script.")))
         follow_ups = [m for m in plan.follow_ups if m.account_id == account_id]
         if follow_ups:
             out += ["", "  # ---- once the new models are Active (not run by this script) " + "-" * 30]
             for step in follow_ups:
-                out += _comment("FOLLOW-UP: " + step.reason, "  ") + [f"  #   {cli_command(step)}"]
+                out += comment("FOLLOW-UP: " + step.reason, "  ") + [comment_line(f"  {cli_command(step)}", "  ")]
         out.append("fi")
-    out += ["", "cat <<'NEXT_STEPS'", *next_steps(plan), "NEXT_STEPS", ""]
+    # What is left, printed as quoted lines: no text of the plan can end it or run.
+    out += ["", *shell.printf_lines(next_steps(plan)), ""]
     return "\n".join(out), files
+
+
+def _policy_file(account_id: str, region: str) -> str:
+    """The key policy file of a unit: a plain file name (the ids are checked)."""
+    name = f"key-policy-{account_id}-{region}.json"
+    if not re.fullmatch(r"key-policy-[0-9]{12}-[a-z0-9-]+\.json", name, re.ASCII):
+        raise ValueError(f"internal: no policy file name for {account_id!r}/{region!r}")
+    return name
 
 
 def _checks(plan: Plan, account_id: str, steps: list[Step], jobs: dict[int, str]) -> list[str]:
     """The read-only half of an account's block: every check before any change."""
     indent = "  "
     out = [
-        f'{indent}echo "Account {account_id}: checking before changing anything"',
-        *_comment("Checks: these lines only read. Each decision is kept in a variable for the changes below.", indent),
+        f"{indent}say " + quote(f"Account {account_id}: checking before changing anything"),
+        *comment("Checks: these lines only read. Each decision is kept in a variable for the changes below.", indent),
     ]
     # Existing keys of this account (a key of another account may be usable by the jobs' role
     # and still not describable by these credentials: it was checked when planning).
     reused: list[KeyChoice] = [k for k in plan.keys if not k.create and k.arn and k.account_id == account_id]
     for key in reused:
         out += [
-            *_comment(f"The plan uses existing key {key.alias or key.arn} in {key.region}: is it still usable?", indent),
-            f"{indent}check_existing_key {key.region} {shlex.quote(key.arn or '')}",
+            *comment(f"The plan uses existing key {key.alias or key.arn} in {key.region}: is it still usable?", indent),
+            indent + shell.command("check_existing_key", key.region, key.arn or ""),
         ]
     for step in steps:
         if step.operation == "CreateKey":
             alias, plan_id = created_key_tags(step)
-            var = next(iter(step.outputs))
+            var = shell.name(next(iter(step.outputs)))
             out += [
-                *_comment(f"{step.region}: the key named {alias}: reuse it, reuse the one an earlier run left unnamed, or create it?", indent),
-                f"{indent}resolve_key {step.region} {shlex.quote(alias)} {plan_id}",
+                *comment(f"{step.region}: the key named {alias}: reuse it, reuse the one an earlier run left unnamed, or create it?", indent),
+                indent + shell.command("resolve_key", step.region, alias, plan_id),
                 f'{indent}{var}="$KEY_ARN"',
                 f'{indent}{_source_variable(var)}="$KEY_SOURCE"',
             ]
         elif step.operation in _STATE_CHECKS:
             function, members = _STATE_CHECKS[step.operation]
-            values = " ".join(shlex.quote(str(step.params[m])) for m in members)
             out += [
-                f"{indent}{function} {step.region} {values}",
+                indent + shell.command(function, step.region, *(step.params[m] for m in members)),
                 f'{indent}{jobs[id(step)]}="$JOB_STATE"',
             ]
-    out.append(f'{indent}echo "Account {account_id}: checks passed"')
+    out.append(f"{indent}say " + quote(f"Account {account_id}: checks passed"))
     return out
 
 
 def _source_variable(key_variable: str) -> str:
     """The variable saying where a key comes from (alias, unnamed, new)."""
-    return key_variable.replace("KEY_ARN_", "KEY_SOURCE_", 1)
+    return shell.name(key_variable.replace("KEY_ARN_", "KEY_SOURCE_", 1))
 
 
 def _cli_operation(operation: str) -> str:
@@ -418,36 +433,37 @@ def _cli_operation(operation: str) -> str:
 
 def _script_step(step: Step, files: dict[str, str], jobs: dict[int, str]) -> list[str]:
     indent = "  "
-    region = f"--region {step.region}"
+    region = f"--region {quote(step.region)}"
     if step.operation == "CreateKey":
-        var = next(iter(step.outputs))
+        var = shell.name(next(iter(step.outputs)))
         source = _source_variable(var)
-        policy_file = f"key-policy-{step.account_id}-{step.region}.json"
+        policy_file = _policy_file(step.account_id, step.region)
         assert policy_file in files
-        args = _cli_args(step.params, {"Policy": f'"file://$HERE/{policy_file}"'})
+        args = _args(step.params, {"Policy": word("file://", Expand("HERE"), "/" + policy_file)})
         return [
             "",
-            *_comment(step.comment, indent),
-            f'{indent}if [ "${source}" = "new" ]; then',
+            *comment(step.comment, indent),
+            f'{indent}if [ "${source}" = new ]; then',
             *_command(f'{indent}  {var}="$(aws kms create-key', [region, *args], indent + "  ", "--query KeyMetadata.Arn --output text)\""),
-            f'{indent}  echo "Created key ${var}"',
-            f'{indent}elif [ "${source}" = "unnamed" ]; then',
-            f'{indent}  echo "Reusing key ${var}, which an earlier run created for {step.alias} but could not name"',
+            f"{indent}  say " + word("Created key ", Expand(var)),
+            f'{indent}elif [ "${source}" = unnamed ]; then',
+            f"{indent}  say " + word("Reusing key ", Expand(var), f", which an earlier run created for {step.alias} but could not name"),
             f"{indent}fi",
         ]
     if step.operation == "CreateAlias":
-        var = re.fullmatch(r"\$\{(\w+)\}", step.params["TargetKeyId"]).group(1)
+        var = _variable(step.params["TargetKeyId"])
+        alias = step.params["AliasName"]
         return [
-            *_comment(step.comment + " (Unless the alias already names it.)", indent),
-            f'{indent}if [ "${_source_variable(var)}" = "alias" ]; then',
-            f'{indent}  echo "Reusing key ${var} ({step.params["AliasName"]} already exists)"',
+            *comment(step.comment + " (Unless the alias already names it.)", indent),
+            f'{indent}if [ "${_source_variable(var)}" = alias ]; then',
+            f"{indent}  say " + word("Reusing key ", Expand(var), f" ({alias} already exists)"),
             f"{indent}else",
-            f"{indent}  aws kms create-alias {region} {' '.join(_cli_args(step.params))}",
-            f'{indent}  echo "Named key ${var} {step.params["AliasName"]}"',
+            f"{indent}  aws kms create-alias {region} {' '.join(_args(step.params))}",
+            f"{indent}  say " + word("Named key ", Expand(var), f" {alias}"),
             f"{indent}fi",
         ]
     if step.operation == "EnableKeyRotation":
-        return [*_comment(step.comment, indent), f"{indent}aws kms enable-key-rotation {region} {' '.join(_cli_args(step.params))}"]
+        return [*comment(step.comment, indent), f"{indent}aws kms enable-key-rotation {region} {' '.join(_args(step.params))}"]
     if step.operation in _STATE_CHECKS:
         job = {
             "CreateModelCustomizationJob": f"job {step.params.get('jobName')}",
@@ -456,49 +472,48 @@ def _script_step(step: Step, files: dict[str, str], jobs: dict[int, str]) -> lis
         }[step.operation]
         return [
             "",
-            *_comment(step.comment, indent),
-            f'{indent}if [ "${jobs[id(step)]}" = "started" ]; then',
-            f"{indent}  echo {shlex.quote(f'{job[0].upper()}{job[1:]} already exists: nothing started')}",
+            *comment(step.comment, indent),
+            f'{indent}if [ "${jobs[id(step)]}" = started ]; then',
+            f"{indent}  say " + quote(f"{job[0].upper()}{job[1:]} already exists: nothing started"),
             f"{indent}else",
-            f"{indent}  echo {shlex.quote(f'Starting {job}:')}",
+            f"{indent}  say " + quote(f"Starting {job}:"),
             *_command(
-                f"{indent}  aws bedrock {_cli_operation(step.operation)}",
-                [region, *_cli_args(step.params)],
+                f"{indent}  " + shell.command("aws", "bedrock", _cli_operation(step.operation)),
+                [region, *_args(step.params)],
                 indent + "  ",
                 "--query jobArn --output text",
             ),
             f"{indent}fi",
         ]
     # Any other step: the plain command.
-    head = f"{indent}aws {step.service} {_cli_operation(step.operation)}"
-    return ["", *_comment(step.comment, indent), *_command(head, [region, *_cli_args(step.params)], indent)]
+    head = indent + shell.command("aws", step.service, _cli_operation(step.operation))
+    return ["", *comment(step.comment, indent), *_command(head, [region, *_args(step.params)], indent)]
 
 
 def write_script(plan: Plan, out_dir: str | os.PathLike, *, force: bool = False) -> list[Path]:
     """Write the script and its key policies into ``out_dir``; refuse to overwrite unless ``force``.
 
-    The files map the estate (roles, buckets, VPCs), so they are created readable by their
-    owner only, like the snapshot. Nothing is written if any file exists (without force).
+    The files map the estate (roles, buckets, VPCs) and the script is run with administrator
+    credentials, so the folder must be the user's own and writable by nobody else (created
+    0700 when missing: :func:`~bedrock_sql.safe_files.private_directory`), and each file is
+    written through a new temporary file moved into place
+    (:func:`~bedrock_sql.safe_files.write_file`): a symlink planted at a file's name is
+    replaced, never followed. Nothing is written if any file exists (without force).
     """
     script, files = render_script(plan)
-    folder = Path(out_dir)
     contents = {SCRIPT_NAME: script, **files}
-    if folder.exists() and not folder.is_dir():
-        raise UserError(f"--out-dir {folder}: not a directory")
+    folder = private_directory(out_dir, what=f"--out-dir {out_dir}")
     if not force:
-        clash = [name for name in contents if (folder / name).exists()]
+        clash = [name for name in contents if os.path.lexists(folder / name)]
         if clash:
             raise UserError(f"{folder / clash[0]} already exists: pass --force to overwrite it, or choose another --out-dir")
+    written = []
     try:
-        folder.mkdir(parents=True, exist_ok=True)
-        written = []
         for name, text in contents.items():
-            path = folder / name
-            flags = os.O_WRONLY | os.O_CREAT | os.O_TRUNC | (0 if force else os.O_EXCL)
-            fd = os.open(path, flags, 0o700 if name == SCRIPT_NAME else 0o600)
-            with os.fdopen(fd, "w", encoding="utf-8") as handle:
-                handle.write(text)
-            written.append(path)
+            written.append(write_file(folder / name, text, mode=0o700 if name == SCRIPT_NAME else 0o600, replace=force))
+    except FileExistsError as exc:  # created by someone else since we looked
+        taken = exc.filename or (exc.args[0] if exc.args else folder)
+        raise UserError(f"{taken} already exists: pass --force to overwrite it, or choose another --out-dir") from None
     except OSError as exc:
-        raise UserError(f"cannot write the plan into {folder}: {exc.strerror}") from None
+        raise UserError(f"cannot write the plan into {folder}: {exc.strerror or exc}") from None
     return written

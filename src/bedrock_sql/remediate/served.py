@@ -17,24 +17,28 @@ from __future__ import annotations
 
 from typing import Any, Iterable
 
-from .jobs import new_name
-from .parts import ManualStep, Target, json_value, query_rows, tag_list
+from .jobs import NameNotDerivable, new_name
+from .parts import FillIn, Lookup, ManualStep, Target, json_value, query_rows, tag_list
 
 THROUGHPUTS = "aws_bedrock_provisioned_model_throughput"
 DEPLOYMENTS = "aws_bedrock_custom_model_deployment"
 
 
-def arn_command(target: Target, new_model: str) -> str:
-    """The AWS CLI command that prints the new model's ARN once it exists."""
-    if target.kind == "imported":
-        return f"aws bedrock get-imported-model --region {target.region} --model-identifier {new_model} --query modelArn --output text"
-    return f"aws bedrock get-custom-model --region {target.region} --model-identifier {new_model} --query modelArn --output text"
+def model_arn_lookup(region: str, new_model: str, imported: bool = False) -> Lookup:
+    """The new model's ARN, which exists once the model does: the command that prints it."""
+    operation = "get-imported-model" if imported else "get-custom-model"
+    return Lookup(
+        f"the ARN of {new_model}",
+        ("aws", "bedrock", operation, "--region", region, "--model-identifier", new_model, "--query", "modelArn", "--output", "text"),
+    )
 
 
-def served_follow_ups(connection, targets: Iterable[tuple[Target, str]], suffix: str) -> list[ManualStep]:
-    """For each (target, name of its replacement): a follow-up per throughput and deployment serving it."""
+def served_follow_ups(connection, targets: Iterable[tuple[Target, "str | FillIn"]], suffix: str) -> list[ManualStep]:
+    """For each (target, name of its replacement): a follow-up per throughput and deployment
+    serving it. A replacement whose name the human chooses (a :class:`FillIn`) is named so."""
     steps: list[ManualStep] = []
     for target, new_model in targets:
+        shown = new_model if isinstance(new_model, str) else f"the model that replaces {target.model_name}"
         base = dict(
             service="bedrock", region=target.region, account_id=target.account_id,
             model_arn=target.model_arn, model_name=target.model_name, follow_up=True,
@@ -49,7 +53,7 @@ def served_follow_ups(connection, targets: Iterable[tuple[Target, str]], suffix:
                 params={"provisionedModelId": row["arn"], "desiredModelId": new_model},
                 reason=(
                     f"Provisioned throughput {row['provisioned_model_name']} ({row['arn']}) serves {target.model_name}. "
-                    f"Once {new_model} is Active, move it there (UpdateProvisionedModelThroughput takes the model's name); "
+                    f"Once {shown} is Active, move it there (UpdateProvisionedModelThroughput takes the model's name); "
                     "it answers from the old model until the update completes."
                 ),
                 **base,
@@ -59,10 +63,20 @@ def served_follow_ups(connection, targets: Iterable[tuple[Target, str]], suffix:
             f"SELECT * FROM {DEPLOYMENTS} WHERE model_arn = ? ORDER BY model_deployment_name",
             (target.model_arn,),
         ):
+            unnamed = ""
+            try:
+                deployment_name: str | FillIn = new_name(
+                    row["model_deployment_name"], suffix, "modelDeploymentName", "CreateCustomModelDeployment"
+                )
+            except NameNotDerivable as exc:
+                deployment_name = FillIn("a name for the new deployment")
+                unnamed = f" Name it yourself: {exc}."
             params: dict[str, Any] = {
-                "modelDeploymentName": new_name(row["model_deployment_name"], suffix, "modelDeploymentName",
-                                                "CreateCustomModelDeployment"),
-                "modelArn": f"<the ARN of {new_model}: {arn_command(target, new_model)}>",
+                "modelDeploymentName": deployment_name,
+                "modelArn": (
+                    model_arn_lookup(target.region, new_model, target.kind == "imported")
+                    if isinstance(new_model, str) else FillIn(f"the ARN of {shown}")
+                ),
             }
             if row.get("description"):
                 params["description"] = row["description"]
@@ -74,8 +88,9 @@ def served_follow_ups(connection, targets: Iterable[tuple[Target, str]], suffix:
                 params=params,
                 reason=(
                     f"Custom model deployment {row['model_deployment_name']} ({row['arn']}) serves {target.model_name}. "
-                    f"A deployment's model cannot be changed: once {new_model} is Active, deploy it as "
-                    f"{params['modelDeploymentName']}, point applications at the new deployment, then delete the old one."
+                    f"A deployment's model cannot be changed: once {shown} is Active, deploy it as "
+                    f"{deployment_name if isinstance(deployment_name, str) else 'a new deployment'}, point applications "
+                    f"at the new deployment, then delete the old one.{unnamed}"
                 ),
                 **base,
             ))

@@ -264,3 +264,23 @@ def test_an_error_under_bail_is_exit_2_without_a_traceback(snapshot) -> None:
     result = shell_in(db, ".bail on\nSELECT nonsense;\nSELECT 'not reached';\n")
     assert result.returncode == 2 and "no such column: nonsense" in result.stderr
     assert "Traceback" not in result.stderr and "not reached" not in result.stdout
+
+
+# Every output mode apsw has: values reach the terminal through _fmt_text_col in some, through
+# apsw's own formatting (json, insert, python, tcl, html) or straight to stdout (box) in others.
+_MODES = ["box", "column", "csv", "html", "insert", "json", "jsonl", "line", "list", "python", "qbox", "table", "tabs", "tcl"]
+_RAW_CONTROLS = "\x1b\x07\x08\r\x9b\u202e\u2066"
+
+
+@pytest.mark.parametrize("mode", _MODES)
+def test_resource_text_is_inert_in_every_output_mode(snapshot, mode: str) -> None:
+    snapshot, _ = snapshot
+    hostile = "x\x1b[2J\x1b]0;owned\x07y\r\x08\x9b31m\u202eevil\u2066\nforged-row"
+    with sqlite3.connect(snapshot) as connection:
+        connection.execute("UPDATE aws_kms_key SET description = ?", (hostile,))
+    result = shell_in(snapshot, f".mode {mode}\nSELECT description FROM aws_kms_key LIMIT 1;\nSELECT no_such_column;\n")
+    assert result.returncode == 0, result.stderr
+    leaked = sorted({hex(ord(c)) for c in result.stdout + result.stderr if c in _RAW_CONTROLS})
+    assert not leaked, f".mode {mode} printed raw {leaked}: {result.stdout!r}"
+    if mode != "column":  # column mode cuts values at its column width
+        assert "owned" in result.stdout and "evil" in result.stdout  # shown, as escapes, not dropped

@@ -254,3 +254,27 @@ def test_the_guard_does_not_keep_its_connection_alive(demo_db: Path) -> None:
     del connection
     gc.collect()
     assert alive() is None
+
+
+_STUCK_CONTROL = """-- id: stuck_in_one_c_call
+-- title: A control stuck in one of SQLite's C functions
+-- severity: low
+-- description: One instr() call, quadratic, that checks nothing for hours.
+-- remediation: None.
+SELECT 'x' AS resource, 'ok' AS status, 'Never reached.' AS reason, account_id, region
+FROM aws_bedrock_custom_model
+WHERE instr(printf('%.*c', 20000000, 'a'), printf('%.*c', 10000000, 'a') || 'b') = 0
+"""
+
+
+@pytest.mark.parametrize("command", ["check", "diff"])
+def test_check_and_diff_timeouts_end_a_statement_stuck_in_one_c_call(demo_db: Path, tmp_path: Path, command: str) -> None:
+    # check and diff run controls (a --queries DIR control here) under the same guard as
+    # query: the overrun exit must reach them too, or --timeout 1 waits for hours.
+    (tmp_path / "stuck_in_one_c_call.sql").write_text(_STUCK_CONTROL)
+    tail = [str(demo_db), str(demo_db)] if command == "diff" else []
+    result = measured(["--db", str(demo_db), command, "--queries", str(tmp_path), "--timeout", str(TIMEOUT), *tail,
+                       *(["stuck_in_one_c_call"] if command == "check" else [])], tmp_path)
+    assert result["returncode"] == 2, result
+    assert "--timeout 1" in one_error_line(result)
+    assert TIMEOUT <= result["seconds"] < STOPPED_WITHIN, f"stopped after {result['seconds']:.1f}s"

@@ -38,7 +38,7 @@ from .kms_need import every_key_collected, key_arns as needed_key_arns
 from .render import markdown_text, render, terminal_text
 from .shard import json_list
 from .snapshot_file import not_a_snapshot
-from .sql import snapshot_connection
+from .sql import StatementTimeout, snapshot_connection
 
 DIFF_FORMATS = ("table", "csv", "json", "jsonl", "markdown")
 MACHINE_FORMATS = {"csv", "json", "jsonl"}
@@ -93,16 +93,17 @@ class Comparison:
 @contextmanager
 def compare_snapshots(
     old_path: str | Path, new_path: str | Path, controls: Sequence[Control], *, timeout: float | None = None,
-    exceptions: ExceptionFile | None = None,
+    exceptions: ExceptionFile | None = None, on_overrun: Callable[[StatementTimeout], None] | None = None,
 ) -> Iterator[Comparison]:
     """Compare snapshot ``old_path`` (the earlier audit) with ``new_path`` on ``controls``.
 
     Both are opened read-only; either one not a readable bedrock-sql snapshot with a collect
-    run is a :class:`UserError`. Each statement stops after ``timeout`` seconds.
+    run is a :class:`UserError`. Each statement stops after ``timeout`` seconds (``on_overrun``:
+    see :class:`~bedrock_sql.sql.StatementGuard`).
     ``exceptions`` mutes the NEW findings its active entries cover (see the module doc).
     """
     with ExitStack() as stack:
-        connections = [stack.enter_context(_open(label, Path(path), timeout)) for label, path in zip(_SIDES, (old_path, new_path))]
+        connections = [stack.enter_context(_open(label, Path(path), timeout, on_overrun)) for label, path in zip(_SIDES, (old_path, new_path))]
         sides = [_side(label, Path(path), connection)
                  for label, path, connection in zip(_SIDES, (old_path, new_path), connections)]
         work = apsw.Connection("")  # private, on disk (deleted on close): bounded memory
@@ -120,13 +121,13 @@ def compare_snapshots(
 
 
 @contextmanager
-def _open(label: str, path: Path, timeout: float | None) -> Iterator[apsw.Connection]:
+def _open(label: str, path: Path, timeout: float | None, on_overrun) -> Iterator[apsw.Connection]:
     if not path.is_file():
         raise UserError(f"{label} {path}: no such snapshot" + (" (a directory)" if path.is_dir() else ""))
     reason = not_a_snapshot(path) or ("an empty file" if path.stat().st_size == 0 else None)
     if reason:
         raise UserError(f"{label} {path} is not a bedrock-sql snapshot ({reason})")
-    with snapshot_connection(path, timeout=timeout) as connection:
+    with snapshot_connection(path, timeout=timeout, on_overrun=on_overrun) as connection:
         yield connection
 
 

@@ -19,12 +19,27 @@ A refused command says so in one line and does nothing; the shell goes on.
 from __future__ import annotations
 
 import functools
+import sys
 from dataclasses import dataclass
 
 import apsw
 import apsw.shell
 
+from .render import terminal_text
+
 PREFIX = "command_"
+
+# What may reach the terminal from the shell besides printable text: its own line breaks and
+# the tab of .mode tabs. Every other C0/C1 control, DEL and the bidi controls (which reorder
+# what a reader sees) is written as a visible escape, whatever mode or command produced it
+# (.mode insert/python/json and .dump format values themselves, not through _fmt_text_col).
+_INERT = str.maketrans(
+    {
+        c: f"\\x{c:02x}" if c < 0x100 else f"\\u{c:04x}"
+        for c in [*range(0x00, 0x09), *range(0x0B, 0x20), *range(0x7F, 0xA0), *range(0x200B, 0x2010),
+                  *range(0x2028, 0x202F), *range(0x2066, 0x206A), 0xFEFF]
+    }
+)
 
 
 @dataclass(frozen=True)
@@ -148,10 +163,37 @@ def _refusing(name: str, rule: Rule, original):
     return command
 
 
+def _fmt_text_col(self, value):
+    """A value in the text modes (column, list, line, csv...): one line, escaped as every
+    table of bedrock-sql shows it (a newline in data cannot forge a row)."""
+    if isinstance(value, str):
+        return terminal_text(value)
+    return apsw.shell.Shell._fmt_text_col(self, value)
+
+
+class _InertStream:
+    """A text stream whose every write is inert on a terminal: resource data reaches it through
+    modes and commands that format values themselves (.mode box writes to stdout directly), so
+    the last word is the stream's. Everything else (isatty, fileno, flush) is the stream's own."""
+
+    def __init__(self, stream):
+        self._stream = stream
+
+    def write(self, text: str) -> int:
+        return self._stream.write(text.translate(_INERT))
+
+    def __getattr__(self, name):
+        return getattr(self._stream, name)
+
+
 def read_only_shell_class(base: type = apsw.shell.Shell) -> type:
     """A subclass of ``base`` whose every command that :data:`COMMANDS` does not allow is
-    replaced by one that refuses it. Walks ``base`` itself, so an unjudged command is refused."""
-    namespace = {"__doc__": "apsw's shell with only the commands that read (see bedrock_sql.shell)."}
+    replaced by one that refuses it. Walks ``base`` itself, so an unjudged command is refused.
+    Its output is inert on a terminal; colours are off (they would be escape sequences)."""
+    namespace = {
+        "__doc__": "apsw's shell with only the commands that read (see bedrock_sql.shell).",
+        "_fmt_text_col": _fmt_text_col,
+    }
     for name in apsw_commands(base):
         rule = rule_of(name)
         if not rule.allowed or rule.bare_only:
@@ -165,7 +207,10 @@ ReadOnlyShell = read_only_shell_class()
 def run_shell(connection: apsw.Connection, intro: str, **streams) -> int:
     """apsw's shell on ``connection`` until EOF or ``.quit``; the exit code (``.exit N``
     raises SystemExit as in apsw). ``streams``: ``stdin``, ``stdout``, ``stderr``."""
+    for name, default in (("stdout", sys.stdout), ("stderr", sys.stderr)):
+        streams[name] = _InertStream(streams.get(name) or default)
     shell = ReadOnlyShell(db=connection, **streams)
+    shell.colour_scheme = "off"  # its colours are escape sequences, which _write shows as text
     try:
         shell.cmdloop(intro=intro)
     except Exception:  # noqa: BLE001 -- only under .bail on, after the shell has said why

@@ -152,6 +152,13 @@ def _exit_now(line: str, code: int) -> None:
     os._exit(code)
 
 
+def exit_on_overrun(timeout: StatementTimeout) -> None:
+    """A statement still running past ``--timeout`` (stuck in one long C call, which no
+    check reaches): say so as main() does after every timeout, and exit now. Called from
+    the statement guard's timer thread (bedrock_sql.sql.StatementGuard)."""
+    _exit_now(f"bedrock-sql: error: {_one_line(str(timeout))}", EXIT_USAGE)
+
+
 def main(argv: list[str] | None = None) -> None:
     """Run the CLI; user mistakes become one line on stderr and exit 2."""
     try:

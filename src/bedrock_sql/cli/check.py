@@ -17,7 +17,7 @@ from ..progress import collect_with_progress
 from ..render import FORMATS, markdown_text, render, terminal_text
 from ..report import CHECK_FORMATS
 from ..sql import snapshot_connection
-from .app import EXIT_PARTIAL, aws_options, cli, queries_option, timeout_option
+from .app import EXIT_PARTIAL, aws_options, cli, exit_on_overrun, queries_option, timeout_option
 
 
 def exceptions_option(what_they_do_not: str):
@@ -126,10 +126,10 @@ def check_command(ctx, control_ids, severity, fmt, exports, live, exceptions_fil
                 db = Path(folder) / "live.db"
                 collect_with_progress(scope, db, aws.max_workers, quiet=machine,
                                        destination="a throw-away snapshot for --live")
-                with snapshot_connection(db, timeout=timeout) as connection:
+                with snapshot_connection(db, timeout=timeout, on_overrun=exit_on_overrun) as connection:
                     result = check_and_send(connection)
         else:
-            with snapshot_connection(ctx.obj["db"], timeout=timeout) as connection:
+            with snapshot_connection(ctx.obj["db"], timeout=timeout, on_overrun=exit_on_overrun) as connection:
                 result = check_and_send(connection)
     # After a Markdown report on stdout the line is part of that document: Markdown-safe there.
     inert = markdown_text if fmt == "markdown" and not machine else terminal_text
@@ -161,7 +161,8 @@ def diff_command(ctx, old, new, fmt, include_all, fail_on, exceptions_file, quer
 
     controls = load_controls(query_dirs)
     exceptions = load_exceptions_file(exceptions_file, controls) if exceptions_file else None
-    with compare_snapshots(old, new, controls, timeout=timeout, exceptions=exceptions) as comparison:
+    with compare_snapshots(old, new, controls, timeout=timeout, exceptions=exceptions,
+                           on_overrun=exit_on_overrun) as comparison:
         for note in comparison.notes:  # accounts and runs read from the snapshots
             click.echo(terminal_text(f"bedrock-sql: note: {note}"), err=True)
         write_diff(comparison, fmt, sys.stdout, include_all=include_all, colour=sys.stdout.isatty())

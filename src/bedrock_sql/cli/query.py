@@ -12,15 +12,8 @@ from ..engine import ErrorLog
 from ..errors import UserError
 from ..progress import echo_errors
 from ..render import FORMATS, render
-from ..sql import StatementTimeout, live_connection, run_query, snapshot_connection
-from .app import EXIT_PARTIAL, EXIT_USAGE, _exit_now, _one_line, aws_options, cli, timeout_option
-
-
-def exit_on_overrun(timeout: StatementTimeout) -> None:
-    """A statement still running past ``--timeout`` (stuck in one long C call, which no
-    check reaches): say so as main() does after every timeout, and exit now. Called from
-    the statement guard's timer thread (bedrock_sql.sql.StatementGuard)."""
-    _exit_now(f"bedrock-sql: error: {_one_line(str(timeout))}", EXIT_USAGE)
+from ..sql import live_connection, run_query, snapshot_connection
+from .app import EXIT_PARTIAL, EXIT_USAGE, aws_options, cli, exit_on_overrun, timeout_option
 
 
 class _SqlArgumentCommand(click.Command):

@@ -411,10 +411,54 @@ def test_no_arguments_prints_the_help(capsys) -> None:
     assert "Usage: bedrock-sql" in out and "collect" in out and "\n" in out.strip()
 
 
-def test_db_after_the_command_gets_a_hint(capsys, ok_db: Path) -> None:
-    code, _, err = cli(capsys, "check", "--db", ok_db)
+def test_db_after_the_command_works_like_before_it(capsys, ok_db: Path, alarm_db: Path) -> None:
+    before = cli(capsys, "--db", ok_db, "check")
+    after = cli(capsys, "check", "--db", ok_db)
+    assert after == before and after[0] == 0
+    # Given both, the one after the command wins.
+    code, out, _ = cli(capsys, "--db", ok_db, "check", "--db", alarm_db)
+    assert code == 1 and "hr-policy-qa-v1" in out
+
+
+def test_db_after_the_command_beats_the_environment(capsys, monkeypatch, ok_db: Path, alarm_db: Path) -> None:
+    monkeypatch.setenv("BEDROCK_SQL_DB", str(ok_db))
+    assert cli(capsys, "check")[0] == 0  # the env as today
+    assert cli(capsys, "check", "--db", alarm_db)[0] == 1
+
+
+@pytest.mark.parametrize("command", [["query", "SELECT count(*) AS n FROM aws_bedrock_custom_model"], ["tables"]])
+def test_db_after_query_and_tables(capsys, alarm_db: Path, command: list[str]) -> None:
+    code, out, err = cli(capsys, *command, "--db", alarm_db)
+    assert code == 0, err
+    assert out == cli(capsys, "--db", alarm_db, *command)[1]
+    assert "|   2 |" in out or "aws_bedrock_custom_model" in out
+
+
+@pytest.mark.parametrize("command", [["query", "SELECT 1"], ["shell"], ["tables"], ["check"],
+                                     ["remediate", "--kms-key", "arn:aws:kms:us-east-1:123456789012:key/k"], ["serve"]])
+def test_every_snapshot_command_reads_the_db_given_after_it(capsys, tmp_path: Path, command: list[str]) -> None:
+    absent = tmp_path / "absent.db"
+    code, _, err = cli(capsys, "--db", tmp_path / "other.db", *command, "--db", absent)
     assert code == 2
-    one_error_line(err, "global option", "bedrock-sql --db PATH COMMAND")
+    one_error_line(err, f"no snapshot at {absent}")
+
+
+def test_collect_writes_the_db_given_after_it(capsys, tmp_path: Path) -> None:
+    not_a_snapshot = tmp_path / "notes.txt"
+    not_a_snapshot.write_text("mine\n")
+    code, _, err = cli(capsys, "--db", tmp_path / "other.db", "collect", "--region", "us-east-1", "--db", not_a_snapshot)
+    assert code == 2
+    one_error_line(err, f"refusing to replace {not_a_snapshot}")
+    assert not_a_snapshot.read_text() == "mine\n"
+
+
+def test_db_after_a_command_that_reads_no_snapshot_says_which_do(capsys, ok_db: Path) -> None:
+    code, _, err = cli(capsys, "controls", "--db", ok_db)
+    assert code == 2
+    one_error_line(err, "reads no snapshot", "check")
+    code, _, err = cli(capsys, "diff", ok_db, ok_db, "--db", ok_db)
+    assert code == 2
+    one_error_line(err, "diff takes its snapshot files as arguments")
 
 
 @pytest.mark.parametrize("endpoint", ["127.0.0.1:5055", "localhost"])
@@ -614,3 +658,43 @@ def test_check_live_leaves_no_temporary_snapshot(server_session, moto_url: str, 
     assert {item["LastObservedAt"][:19] for item in asff} == {rows[0]["collected_at"][:19]}
     assert list(temporary.iterdir()) == []  # the map of the estate is gone
     assert sorted(p.name for p in work.iterdir()) == ["f.asff.json"]
+
+
+# --- check --export says what it wrote, and writes only the files ---------------------------------
+
+
+def test_export_says_each_file_it_wrote_on_stderr(capsys, tmp_path: Path, alarm_db: Path) -> None:
+    report, findings = tmp_path / "report.html", tmp_path / "findings.csv"
+    code, out, err = cli(capsys, "--db", alarm_db, "check", "--export", report, "--export", findings)
+    assert code == 1  # the exit code is as without --export: alarms
+    assert err.splitlines() == [f"bedrock-sql: wrote {report} (findings of {len(BUNDLED)} controls)",
+                                f"bedrock-sql: wrote {findings} (findings of {len(BUNDLED)} controls)"]
+    assert report.stat().st_size and findings.stat().st_size
+    # Quiet but for the summary: no table on stdout.
+    assert out.splitlines() and all(line.startswith("Summary: ") for line in out.splitlines())
+
+
+def test_export_of_one_control_says_control(capsys, tmp_path: Path, alarm_db: Path) -> None:
+    code, _, err = cli(capsys, "--db", alarm_db, "check", SEED, "--export", tmp_path / "f.json")
+    assert code == 1
+    assert err == f"bedrock-sql: wrote {tmp_path / 'f.json'} (findings of 1 control)\n"
+
+
+def test_export_with_show_or_output_also_prints_the_findings(capsys, tmp_path: Path, alarm_db: Path) -> None:
+    table = cli(capsys, "--db", alarm_db, "check")[1]
+    code, out, _ = cli(capsys, "--db", alarm_db, "check", "--export", tmp_path / "f.csv", "--show")
+    assert code == 1 and out == table
+    code, out, _ = cli(capsys, "--db", alarm_db, "check", "--export", tmp_path / "f.csv", "-o", "table")
+    assert code == 1 and out == table
+    code, out, _ = cli(capsys, "--db", alarm_db, "check", "--export", tmp_path / "f.csv", "-o", "json")
+    assert code == 1 and len(json.loads(out)) == 10
+
+
+def test_no_wrote_line_for_a_file_not_written(capsys, tmp_path: Path, alarm_db: Path) -> None:
+    folder = tmp_path / "bad-status"
+    write_control(folder, text=USER_CONTROL.format(id="bad_status", severity="low", status="status")
+                  .replace("'alarm'", "'fail'"))
+    code, _, err = cli(capsys, "--db", alarm_db, "check", "--queries", folder, "--export", tmp_path / "f.csv")
+    assert code == 2
+    assert "wrote" not in err
+    one_error_line(err, "bad_status")

@@ -374,3 +374,36 @@ def test_query_writes_no_file(capsys, workdir: Path, world: World, snap, sql: st
     line = assert_user_error(capsys, workdir, *args)
     assert "read-only" in line
     assert not (workdir / would_write).exists()
+
+
+# --- hints that say what to type ---------------------------------------------------------------
+
+
+def test_remediate_without_a_key_choice_shows_the_two_usual_invocations(capsys, workdir: Path, snap) -> None:
+    path, _ = snap
+    line = assert_user_error(capsys, workdir, "--db", str(path), "remediate")
+    assert "choose the key" in line
+    assert "bedrock-sql remediate --create-key --alias alias/bedrock-models" in line
+    assert "bedrock-sql remediate --kms-key ARN" in line
+    assert list(workdir.iterdir()) == []  # no plan written
+
+
+def test_remediate_hint_comes_before_any_snapshot_is_read(capsys, workdir: Path) -> None:
+    # A newcomer's first try, without a snapshot yet: the example, not "no snapshot".
+    line = assert_user_error(capsys, workdir, "remediate")
+    assert "--create-key --alias alias/bedrock-models" in line and "--kms-key ARN" in line
+
+
+def test_missing_extras_name_both_ways_to_install(monkeypatch) -> None:
+    import sys
+
+    from bedrock_sql import demo
+    from bedrock_sql.errors import UserError
+    from bedrock_sql.serve import MISSING_DATASETTE
+
+    assert "pip install 'bedrock-sql[serve]'" in MISSING_DATASETTE and "pip install '.[serve]'" in MISSING_DATASETTE
+    monkeypatch.setitem(sys.modules, "moto", None)  # import moto fails
+    with pytest.raises(UserError) as raised:
+        with demo._simulated_aws():
+            pass
+    assert "pip install 'bedrock-sql[demo]'" in str(raised.value) and "pip install '.[demo]'" in str(raised.value)

@@ -16,6 +16,7 @@ import pytest
 from bedrock_sql.catalog import markdown_reference, table_catalog
 from bedrock_sql.controls import bundled_controls
 from e2e_helpers import cli_env
+from test_newcomer import on_terminal
 
 ROOT = Path(__file__).resolve().parents[1]
 README_PATH = ROOT / "README.md"
@@ -139,7 +140,7 @@ def normalised(line: str) -> str:
 def shown_line_matches(shown: str, real: str) -> bool:
     """A line shown whole must equal the real line; a trimmed one must be its pieces, in order."""
     shown, real = normalised(shown), normalised(real)
-    if TRIMMED not in shown:
+    if shown == real or TRIMMED not in shown:  # (check's table cuts cells with … itself)
         return shown == real
     first, *rest = shown.split(TRIMMED)
     if not real.startswith(first):
@@ -154,17 +155,32 @@ def shown_line_matches(shown: str, real: str) -> bool:
 
 
 def assert_shown_in_order(shown_lines: list[str], real_lines: list[str], command: str) -> None:
-    cursor = 0
+    """Each shown line is a real line, in order; and every cut is marked: real lines are left
+    out (before the first shown line, between two, after the last) only where a line of its
+    own is `…`, and a `…` line stands for at least one line left out."""
+    cursor, marked = 0, False
     for shown in shown_lines:
-        if shown.strip() in ("", TRIMMED):  # blank, or rows left out
+        if shown.strip() == TRIMMED:  # rows left out
+            marked = True
             continue
         for index in range(cursor, len(real_lines)):
             if shown_line_matches(shown, real_lines[index]):
-                cursor = index + 1
                 break
         else:
             pytest.fail(f"README shows a line that `{command}` no longer prints (in this order):\n{shown}\n"
                         f"--- its output:\n" + "\n".join(real_lines))
+        if index > cursor and not marked:
+            pytest.fail(f"README leaves out {index - cursor} line(s) of `{command}` before this one without a "
+                        f"line `{TRIMMED}`:\n{shown}\n--- left out:\n" + "\n".join(real_lines[cursor:index]))
+        if index == cursor and marked:
+            pytest.fail(f"README marks a cut with `{TRIMMED}` before this line of `{command}`, but nothing is "
+                        f"left out there:\n{shown}")
+        cursor, marked = index + 1, False
+    if cursor < len(real_lines) and not marked:
+        pytest.fail(f"README leaves out the last {len(real_lines) - cursor} line(s) of `{command}` without a "
+                    f"line `{TRIMMED}`:\n" + "\n".join(real_lines[cursor:]))
+    if cursor == len(real_lines) and marked:
+        pytest.fail(f"README ends the output of `{command}` with `{TRIMMED}`, but nothing is left out")
 
 
 @pytest.fixture(scope="module")
@@ -177,13 +193,27 @@ def demo_dir(tmp_path_factory):
 
 
 def run_shown(commands: list[str], cwd: Path) -> list[subprocess.CompletedProcess]:
-    """Run each command with bash, `bedrock-sql` being this interpreter's bedrock_sql, stdout and stderr together."""
+    """Run each command with bash, `bedrock-sql` being this interpreter's bedrock_sql, stdout
+    and stderr together. `check`'s table, shown as a terminal prints it, is run on a terminal
+    of README_COLUMNS."""
     define = f'bedrock-sql() {{ "{sys.executable}" -m bedrock_sql "$@"; }}'
-    return [
-        subprocess.run(["bash", "-c", f"{define}\n{command}"], cwd=cwd, env=cli_env(), stdout=subprocess.PIPE,
-                       stderr=subprocess.STDOUT, text=True, timeout=120)
-        for command in commands
-    ]
+    results = []
+    for command in commands:
+        if on_a_terminal(command):
+            shown = on_terminal(command, cwd, README_COLUMNS, shell=True)
+            results.append(subprocess.CompletedProcess(command, shown.code, shown.text))
+        else:
+            results.append(subprocess.run(["bash", "-c", f"{define}\n{command}"], cwd=cwd, env=cli_env(),
+                                          stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, timeout=120))
+    return results
+
+
+README_COLUMNS = 120  # the terminal README's `check` table is shown on (it fits the terminal's width)
+
+
+def on_a_terminal(command: str) -> bool:
+    """`check` in its default table, printed to the terminal (not piped, redirected or -o)."""
+    return " check " in f" {command} " and " -o " not in f" {command} " and not re.search(r"[|>]", command)
 
 
 def test_readme_shows_real_output(demo_dir):
@@ -202,6 +232,7 @@ def test_readme_check_table_and_csv_header_are_real(demo_dir):
     shown_rows = [line.split("|") for line in table.output if line.startswith("| ") and not line.startswith("| status")]
     assert shown_rows, "the README shows no check rows"
     findings = run_shown([table.command + " -o csv 2>/dev/null"], demo_dir)[0].stdout
+    assert on_a_terminal(table.command) and max(map(len, table.output)) <= README_COLUMNS
     control = table.command.split()[-1]
     real = [(row["control_id"], row["status"].upper(), row["resource"]) for row in csv.DictReader(io.StringIO(findings))]
     for cells in shown_rows:
@@ -217,3 +248,18 @@ def test_shown_line_matching_can_fail():
     assert not shown_line_matches("| OK    | …:custom-model/a | reason…| 1 |", "| ALARM | arn:x:custom-model/a | reason long | 1 |")
     assert not shown_line_matches("| ALARM | …:custom-model/b | reason…| 1 |", "| ALARM | arn:x:custom-model/a | reason long | 1 |")
     assert not shown_line_matches("a,b", "a,b,c")
+
+
+def test_every_cut_must_be_marked():
+    real = ["head", "row 1", "row 2", "row 3", "foot"]
+    assert_shown_in_order(["head", "row 1", "row 2", "row 3", "foot"], real, "c")
+    assert_shown_in_order(["head", TRIMMED, "row 3", "foot"], real, "c")
+    assert_shown_in_order(["head", "row 1", TRIMMED], real, "c")
+    assert_shown_in_order([TRIMMED, "foot"], real, "c")
+    for unmarked in (["head", "row 3", "foot"],  # rows left out between two lines
+                     ["head", "row 1"],  # the end left out
+                     ["row 2", "foot"],  # the start left out
+                     ["head", TRIMMED, "row 1", "row 2", "row 3", "foot"],  # a mark where nothing is cut
+                     ["head", "row 1", "row 2", "row 3", "foot", TRIMMED]):
+        with pytest.raises(pytest.fail.Exception):
+            assert_shown_in_order(unmarked, real, "c")

@@ -358,6 +358,22 @@ def test_table_on_a_terminal_wraps_to_its_width(monkeypatch):
     assert out.getvalue().count("word") == 30
 
 
+def test_our_colours_take_no_room_in_a_fitted_table(monkeypatch):
+    import os
+    import shutil
+
+    import click
+
+    from bedrock_sql.render import Styled
+
+    # 20 + 40 columns of text fit 80 columns: the escape sequences of a coloured cell must not
+    # count, or the table is wrapped (a grid of rules) for nothing.
+    monkeypatch.setattr(shutil, "get_terminal_size", lambda fallback=None: os.terminal_size((80, 24)))
+    out = _Terminal()
+    render(["status", "reason"], [(Styled(click.style("ALARM", fg="red", bold=True)), "r" * 60)], "table", out)
+    assert "r" * 60 in out.getvalue() and "+===" not in out.getvalue()
+
+
 def test_table_piped_keeps_values_on_one_line():
     out = io.StringIO()
     render(["resource"], [("arn:" + "x" * 300,)], "table", out)

@@ -264,7 +264,8 @@ def run_main(args: list[str], capsys) -> tuple[int, str]:
 def test_missing_datasette_is_one_line(demo_db: Path, monkeypatch, capsys) -> None:
     monkeypatch.setitem(sys.modules, "datasette.app", None)  # import datasette.app fails
     code, err = run_main(["--db", str(demo_db), "serve"], capsys)
-    assert (code, err) == (2, "bedrock-sql: error: serve needs Datasette: pip install 'bedrock-sql[serve]'\n")
+    assert (code, err) == (2, "bedrock-sql: error: serve needs Datasette: pip install 'bedrock-sql[serve]' "
+                              "(from a checkout of bedrock-sql: pip install '.[serve]')\n")
 
 
 @pytest.mark.parametrize("content", [b"", b"not a database at all", b"SQLite format 3\x00" + bytes(200)])

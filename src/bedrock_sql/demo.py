@@ -60,7 +60,8 @@ def _simulated_aws():
     try:
         from moto import mock_aws
     except ImportError:
-        raise UserError("the demo needs moto: pip install 'bedrock-sql[demo]'") from None
+        raise UserError("the demo needs moto: pip install 'bedrock-sql[demo]' (from a checkout of bedrock-sql: "
+                        "pip install '.[demo]')") from None
     saved = {name: os.environ.get(name) for name in (*_FAKE_ENV, *_IGNORED_ENV, "AWS_CONFIG_FILE", "AWS_SHARED_CREDENTIALS_FILE")}
     for name in _IGNORED_ENV:
         os.environ.pop(name, None)

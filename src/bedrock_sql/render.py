@@ -449,7 +449,12 @@ def _fit_to_terminal(columns, data, out) -> list[int | None] | None:
 
 
 def _widest_line(value: Any) -> int:
-    return max(len(line) for line in str(value).split("\n"))
+    # Styled text (our colours) is as wide as its text: the escape sequences take no room.
+    text = _ANSI_STYLE.sub("", value) if isinstance(value, Styled) else str(value)
+    return max(len(line) for line in text.split("\n"))
+
+
+_ANSI_STYLE = re.compile(r"\x1b\[[0-9;]*m")
 
 
 def _md_cell(value: Any) -> str:

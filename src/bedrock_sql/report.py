@@ -14,10 +14,12 @@ from __future__ import annotations
 
 import json
 import os
+import shutil
 import tempfile
 import textwrap
 from contextlib import contextmanager
 from dataclasses import dataclass
+from itertools import islice
 from pathlib import Path
 from typing import Callable, Iterable, Iterator, Mapping, Sequence, TextIO
 
@@ -44,7 +46,7 @@ from .controls import (
 from .errors import UserError
 from .exceptions import ExceptionFile
 from .frameworks import requirement_labels
-from .render import Styled, markdown_text, render, row_writer, terminal_text
+from .render import PAGE_ROWS, Styled, markdown_text, render, row_writer, terminal_text
 
 CHECK_FORMATS = ("table", "brief", "csv", "json", "jsonl", "markdown", "asff", "ocsf", "html")
 # Formats whose stdout must stay parseable: their summary goes to stderr (html: the page is
@@ -89,6 +91,9 @@ class Output:
     fmt: str
     out: TextIO
     colour: bool = False
+    # The grouped table fits this many columns (a terminal's width: cells cut with "…", ARNs
+    # shortened); None: every value whole (a pipe, a file, or --wide).
+    width: int | None = None
 
 
 @dataclass(frozen=True)
@@ -160,6 +165,7 @@ def run_check(
                 rows_of,
                 output.out,
                 output.colour,
+                output.width,
             )
     total = new_counts()
     for counts in per_control.values():
@@ -240,6 +246,23 @@ def status_summary(counts: Mapping[str, int], run: SnapshotRun | None, expired: 
     return text + (f"; snapshot collected {inert(run.collected_at)}, run {inert(run.run_id)}" if run else "")
 
 
+def fit_summary(line: str, width: int | None) -> str:
+    """The summary line in lines of at most ``width`` (a terminal's): broken after its "; "
+    (then, if need be, at spaces), later lines indented. With ``width`` None, as it is."""
+    if width is None or len(line) <= width:
+        return line
+    lines: list[str] = []
+    for part in line.split("; "):
+        if lines and len(lines[-1]) + 2 + len(part) <= width:
+            lines[-1] += "; " + part
+            continue
+        if lines:
+            lines[-1] += ";"
+        lines.extend(textwrap.wrap(part, width, initial_indent="  " if lines else "", subsequent_indent="  ",
+                                   break_long_words=True, break_on_hyphens=False) or [""])
+    return "\n".join(lines)
+
+
 def _counted(counts: Mapping[str, int], status: str, *, first: str = "name") -> str:
     """'alarm 2 (1 muted)', or '2 alarm (1 muted)' with first='count'."""
     said = f"{status} {counts[status]}" if first == "name" else f"{counts[status]} {status}"
@@ -271,12 +294,18 @@ def _run_of(findings: Iterable[Finding]) -> SnapshotRun | None:
 
 
 def write_report(
-    findings: Sequence[Finding], controls: Sequence[Control], fmt: str, out: TextIO, *, colour: bool = False
+    findings: Sequence[Finding], controls: Sequence[Control], fmt: str, out: TextIO, *, colour: bool = False,
+    width: int | None | str = "terminal",
 ) -> None:
     """Write ``findings`` in ``fmt`` to ``out`` (no summary: see :func:`summary_line`).
 
+    The table fits ``width`` columns; by default the terminal's when ``out`` is one (whole
+    otherwise); None: whole.
+
     For findings already in memory; ``check`` streams through :func:`run_check` instead.
     """
+    if width == "terminal":
+        width = shutil.get_terminal_size().columns if getattr(out, "isatty", lambda: False)() else None
     if fmt == "table":
         by_control: dict[str, list[Finding]] = {c.id: [] for c in controls}
         for finding in findings:
@@ -286,6 +315,7 @@ def write_report(
             lambda control: sorted(by_control[control.id], key=lambda f: STATUS_ORDER.index(f.status)),
             out,
             colour,
+            width,
         )
         return
     writer = _writer(Output(fmt, out, colour), flat_columns(n for f in findings for n in f.dimensions), _run_of(findings))
@@ -401,8 +431,10 @@ def _write_grouped(
     rows_of: Callable[[Control], Iterable[Finding]],
     out: TextIO,
     colour: bool,
+    width: int | None = None,
 ) -> None:
-    """One section per control, worst first; in each, its findings worst first."""
+    """One section per control, worst first; in each, its findings worst first. With
+    ``width``, every line fits it (:func:`_fitted_rows`)."""
 
     def worst(item: tuple[Control, Mapping[str, int]]) -> tuple:
         control, counts = item
@@ -413,7 +445,8 @@ def _write_grouped(
         )
 
     for control, counts in sorted(controls, key=worst):
-        heading = terminal_text(f"{control.id} [{control.severity}] {control.title}")  # --queries files too
+        heading = f"{control.id} [{control.severity}] {control.title}"
+        heading = terminal_text(heading if width is None else _cut(heading, width))  # --queries files too
         out.write((click.style(heading, bold=True) if colour else heading) + "\n")
         out.write(
             "  " + ", ".join(_counted(counts, s, first="count") for s in STATUSES if counts[s])
@@ -425,5 +458,87 @@ def _write_grouped(
                  f"{f.reason} [accepted: {f.mute_reason}]" if f.muted else f.reason, f.account_id, f.region)
                 for f in rows_of(control)
             )
-            render(GROUPED_COLUMNS, rows, "table", out)
+            if width is None:  # every value whole, on one line, even on a terminal (--wide)
+                render(GROUPED_COLUMNS, rows, "table", _Whole(out))
+            else:
+                first = True
+                while page := list(islice(rows, PAGE_ROWS)):  # as render pages: one table a page
+                    if not first:
+                        out.write("\n")
+                    render(GROUPED_COLUMNS, _fitted_rows(page, width), "table", out)
+                    first = False
         out.write("\n")
+
+
+# --- a table that fits the terminal -------------------------------------------------------------
+
+
+class _Whole:
+    """``out`` as render sees a pipe: it lays each value out whole, on one line."""
+
+    def __init__(self, out: TextIO):
+        self.write = out.write
+
+    @staticmethod
+    def isatty() -> bool:
+        return False
+
+ELLIPSIS = "…"
+_NARROWEST = 8  # a cut cell keeps at least this much (with its "…")
+_REASON_AT_LEAST = 24  # the reason's room before the resource is cut too
+
+
+def _shown(value: object) -> int:
+    """How wide ``value`` is on the terminal, once the table has made it inert."""
+    if isinstance(value, Styled):
+        return len(click.unstyle(value))
+    return len(terminal_text(value))
+
+
+def _cut(value: str, width: int, *, keep: str = "start") -> str:
+    """``value`` (raw data: the table makes it inert) cut to ``width`` shown characters, the
+    cut part an ``…``: its start kept, or with ``keep="end"`` its end (an ARN's name)."""
+    if _shown(value) <= width:
+        return value
+    room, used, kept = max(width - 1, 0), 0, 0
+    for char in (value if keep == "start" else reversed(value)):
+        used += len(terminal_text(char))
+        if used > room:
+            break
+        kept += 1
+    return value[:kept] + ELLIPSIS if keep == "start" else ELLIPSIS + value[len(value) - kept:]
+
+
+def short_arn(resource: object, account_id: object, region: object) -> object:
+    """An ARN of the row's own account and region without its prefix (``…:custom-model/NAME``):
+    the account and region have columns of their own. Anything else as it is."""
+    if isinstance(resource, str) and resource.startswith("arn:"):
+        parts = resource.split(":", 5)
+        if len(parts) == 6 and parts[3] == (region or "") and parts[4] == (account_id or "") and parts[3] and parts[4]:
+            return ELLIPSIS + ":" + parts[5]
+    return resource
+
+
+def _fitted_rows(page: list[tuple], width: int) -> list[tuple]:
+    """The rows of one table (status, resource, reason, account_id, region) cut to fit
+    ``width``: ARNs shortened, then the reason cut (its start kept) and, if that is not
+    enough, the resource (its end kept), each with an ``…``. Status, account and region stay
+    whole."""
+    rows = [(status, short_arn(resource, account, region), reason, account, region)
+            for status, resource, reason, account, region in page]
+    # tabulate pads a header by two (its MIN_PADDING): "| status   |".
+    widths = [max([len(name) + 2] + [_shown(row[i]) for row in rows]) for i, name in enumerate(GROUPED_COLUMNS)]
+    budget = width - 3 * len(GROUPED_COLUMNS) - 1  # psql borders: "| " ... " |" between columns
+    room = budget - widths[0] - widths[3] - widths[4]  # for the resource and the reason
+    resource_width, reason_width = widths[1], widths[2]
+    if resource_width + reason_width <= room:
+        return rows
+    # The resource names what the row is about: whole if the reason keeps a readable start.
+    if room - resource_width >= _REASON_AT_LEAST:
+        resource_cap = resource_width
+    else:
+        resource_cap = max(room - _REASON_AT_LEAST, room // 2, _NARROWEST)
+    reason_cap = max(room - resource_cap, _NARROWEST)
+    return [(status, _cut(resource, resource_cap, keep="end") if isinstance(resource, str) else resource,
+             _cut(reason, reason_cap) if isinstance(reason, str) else reason, account, region)
+            for status, resource, reason, account, region in rows]

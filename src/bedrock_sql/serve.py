@@ -43,7 +43,8 @@ from .catalog import table_catalog
 from .controls import PreparedControl, load_controls, prepare_control, snapshot_run, worst_first_sql
 from .errors import UserError
 
-MISSING_DATASETTE = "serve needs Datasette: pip install 'bedrock-sql[serve]'"
+MISSING_DATASETTE = ("serve needs Datasette: pip install 'bedrock-sql[serve]' "
+                     "(from a checkout of bedrock-sql: pip install '.[serve]')")
 
 SETTINGS = {
     # A control's reason, or an error message, is read whole (Datasette cuts cells at 2,048

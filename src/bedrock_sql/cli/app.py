@@ -109,6 +109,28 @@ def cli(ctx, db):
     keys, across every account and region, with SQL."""
     ctx.obj = {"db": Path(db)}
 
+
+def _db_after_the_command(ctx: click.Context, param: click.Parameter, value: str | None) -> None:
+    if value is not None and not ctx.resilient_parsing:  # after the command: it wins over the global one
+        ctx.ensure_object(dict)["db"] = Path(value)
+
+
+def db_option(fn):
+    """``--db PATH`` after the command (``bedrock-sql check --db X``): the global option, one
+    meaning, for every command that reads or writes the snapshot (Datasette-style shared
+    option). Given both before and after the command, the one after wins; BEDROCK_SQL_DB is
+    read by the global option only, so it never overrides an explicit --db."""
+    return click.option(
+        "--db",
+        "db_after",
+        default=None,
+        expose_value=False,
+        is_eager=True,
+        type=click.Path(dir_okay=False),
+        callback=_db_after_the_command,
+        help="The snapshot file (as the global --db; given both, this one wins).",
+    )(fn)
+
 timeout_option = click.option(
     "--timeout",
     type=float,
@@ -171,7 +193,12 @@ def main(argv: list[str] | None = None) -> None:
     except click.UsageError as exc:
         message = _one_line(exc.format_message())
         if "--db" in message and "No such option" in message:
-            message += " (--db is a global option: bedrock-sql --db PATH COMMAND ...)"
+            command = exc.ctx.info_name if exc.ctx else None
+            if command in ("diff", "merge"):
+                message += f" ({command} takes its snapshot files as arguments)"
+            else:
+                message += (" (this command reads no snapshot: --db goes with collect, query, shell, tables, check, "
+                            "remediate and serve, before or after the command)")
         click.echo(f"bedrock-sql: error: {message}", err=True)
         code = EXIT_USAGE
     except click.ClickException as exc:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import shutil
 import sys
 import tempfile
 from pathlib import Path
@@ -17,7 +18,7 @@ from ..progress import collect_with_progress
 from ..render import FORMATS, markdown_text, render, terminal_text
 from ..report import CHECK_FORMATS
 from ..sql import snapshot_connection
-from .app import EXIT_PARTIAL, aws_options, cli, exit_on_overrun, queries_option, timeout_option
+from .app import EXIT_PARTIAL, aws_options, cli, db_option, exit_on_overrun, queries_option, timeout_option
 
 
 def exceptions_option(what_they_do_not: str):
@@ -39,18 +40,27 @@ def load_exceptions_file(path: str, controls) -> ExceptionFile:
 @cli.command("controls")
 @queries_option
 @click.option("--output", "-o", "fmt", type=click.Choice(FORMATS), default="table", show_default=True)
-def controls_command(query_dirs, fmt):
-    """The controls `check` runs: id, title, severity, the framework requirements each
-    serves, description."""
+@click.option("--long", "long_", is_flag=True,
+              help="On a terminal, also the framework requirements each control serves and its description "
+                   "(always there when piped, and in every other format).")
+def controls_command(query_dirs, fmt, long_):
+    """The controls `check` runs: id, severity, title; and the framework requirements each
+    serves and its description with --long, in every format but the table, or piped."""
     from ..controls import load_controls
     from ..frameworks import summary_text
 
     controls = load_controls(query_dirs)
-    render(["id", "title", "severity", "frameworks", "description"],
-           [(c.id, c.title, c.severity, summary_text(c.frameworks), c.description) for c in controls], fmt, sys.stdout)
+    # The table on a terminal is the short list (the descriptions run to hundreds of characters).
+    if long_ or fmt != "table" or not sys.stdout.isatty():
+        render(["id", "title", "severity", "frameworks", "description"],
+               [(c.id, c.title, c.severity, summary_text(c.frameworks), c.description) for c in controls], fmt,
+               sys.stdout)
+    else:
+        render(["id", "severity", "title"], [(c.id, c.severity, c.title) for c in controls], fmt, sys.stdout)
 
 
 @cli.command("check")
+@db_option
 @click.argument("control_ids", nargs=-1, metavar="[CONTROL_ID]...")
 @click.option("--severity", type=click.Choice(["critical", "high", "medium", "low", "info"], case_sensitive=False),
               help="Only controls of this severity or higher.")
@@ -58,6 +68,11 @@ def controls_command(query_dirs, fmt):
 @click.option("--export", "exports", multiple=True, metavar="FILE",
               help="Also write the results to FILE; the format follows the name: "
                    ".csv .json .jsonl .md .asff.json .ocsf.json .html (repeatable).")
+@click.option("--wide", is_flag=True,
+              help="With --output table on a terminal: every value whole (by default the table fits the terminal's "
+                   "width: long reasons and resources cut with …, ARNs without their account and region).")
+@click.option("--show", is_flag=True,
+              help="With --export: also print the table on stdout (without --output, --export writes only the files).")
 @click.option("--live", is_flag=True, help="Collect from AWS now (into a throw-away snapshot) instead of reading --db.")
 @exceptions_option("fail the check")
 @click.option("--framework", metavar="NAME",
@@ -72,15 +87,15 @@ def controls_command(query_dirs, fmt):
 @timeout_option
 @aws_options
 @click.pass_context
-def check_command(ctx, control_ids, severity, fmt, exports, live, exceptions_file, framework, to_security_hub, dry_run,
-                  query_dirs, timeout, aws: AwsOptions):
+def check_command(ctx, control_ids, severity, fmt, exports, wide, show, live, exceptions_file, framework,
+                  to_security_hub, dry_run, query_dirs, timeout, aws: AwsOptions):
     """Run controls (all, or those named) and report ok/alarm/info/skip/error.
 
     Exit code: 0 when all pass, 1 when any row is alarm, 2 when any is error (rows an
     accepted exception of --exceptions mutes do not count).
     """
     from ..controls import exit_code, load_controls, select_controls
-    from ..report import MACHINE_FORMATS, Output, export_files, export_format, run_check, status_summary
+    from ..report import MACHINE_FORMATS, Output, export_files, export_format, fit_summary, run_check, status_summary
 
     every_control = load_controls(query_dirs)
     controls = select_controls(every_control, control_ids, severity)
@@ -99,12 +114,20 @@ def check_command(ctx, control_ids, severity, fmt, exports, live, exceptions_fil
     if dry_run and ctx.get_parameter_source("fmt") != click.core.ParameterSource.DEFAULT:
         raise UserError("--dry-run writes the findings it would send on stdout: leave out --output "
                         "(--export FILE still writes a report)")
+    if wide and fmt != "table":
+        raise UserError(f"--wide goes with --output table (--output {fmt} is never cut)")
     if not controls:
         chosen = " and ".join(filter(None, [f"severity {severity} or higher" if severity else "",
                                             f"framework {framework}" if framework else ""]))
         click.echo(f"bedrock-sql: note: no control has {chosen}", err=True)
     machine = fmt in MACHINE_FORMATS or dry_run  # stdout carries data only: summaries go to stderr
-    stdout = [] if dry_run else [Output(fmt, sys.stdout, colour=sys.stdout.isatty())]
+    # `check --export FILE` writes the file, not also the table: that needs --show (or --output).
+    files_only = exports and not show and ctx.get_parameter_source("fmt") == click.core.ParameterSource.DEFAULT
+    terminal = sys.stdout.isatty()
+    # On a terminal the table (and brief's summary) fits its width unless --wide; piped or
+    # redirected, it is whole. A Markdown document is never re-flowed.
+    width = shutil.get_terminal_size().columns if terminal and not wide and fmt in ("table", "brief") else None
+    stdout = [] if dry_run or files_only else [Output(fmt, sys.stdout, colour=terminal, width=width)]
     # Reached before any finding is written: a credentials problem is said at once.
     scope = resolve_scope(aws) if live or (to_security_hub and not dry_run) else None
     hub = None
@@ -131,9 +154,14 @@ def check_command(ctx, control_ids, severity, fmt, exports, live, exceptions_fil
         else:
             with snapshot_connection(ctx.obj["db"], timeout=timeout, on_overrun=exit_on_overrun) as connection:
                 result = check_and_send(connection)
+    # Said only now: export_files has moved every file into place.
+    judged = f"findings of {len(controls)} control{'s' if len(controls) != 1 else ''}"
+    for path in exports:
+        click.echo(terminal_text(f"bedrock-sql: wrote {path} ({judged})"), err=True)
     # After a Markdown report on stdout the line is part of that document: Markdown-safe there.
     inert = markdown_text if fmt == "markdown" and not machine else terminal_text
-    click.echo(status_summary(result.counts, result.run, result.expired, inert=inert), err=machine)
+    summary = status_summary(result.counts, result.run, result.expired, inert=inert)
+    click.echo(summary if machine else fit_summary(summary, width), err=machine)
     if hub is not None:
         for line in hub.lines():  # AWS's answers name resources: inert like any data
             click.echo(terminal_text(line), err=True)

@@ -12,10 +12,11 @@ from ..kms_need import DEFAULT_KMS_KEY_MODE, KMS_KEY_MODES
 from ..model_context import DEFAULT_MODEL_CONTEXT, MODEL_CONTEXT_MODES
 from ..progress import collect_with_progress
 from ..shard import Shard, parse_shard
-from .app import EXIT_OK, EXIT_PARTIAL, aws_options, cli
+from .app import EXIT_OK, EXIT_PARTIAL, aws_options, cli, db_option
 
 
 @cli.command("collect")
+@db_option
 @aws_options
 @click.option("--quiet", "-q", is_flag=True, help="No progress bar or summary.")
 @click.option("--force", is_flag=True, help="Replace --db even if it is not a bedrock-sql snapshot.")

@@ -13,7 +13,7 @@ from ..errors import UserError
 from ..progress import echo_errors
 from ..render import FORMATS, render
 from ..sql import live_connection, run_query, snapshot_connection
-from .app import EXIT_PARTIAL, EXIT_USAGE, aws_options, cli, exit_on_overrun, timeout_option
+from .app import EXIT_PARTIAL, EXIT_USAGE, aws_options, cli, db_option, exit_on_overrun, timeout_option
 
 
 class _SqlArgumentCommand(click.Command):
@@ -46,6 +46,7 @@ class _SqlArgumentCommand(click.Command):
 
 
 @cli.command("query", cls=_SqlArgumentCommand)
+@db_option
 @click.argument("sql", required=False)
 @click.option("-f", "--file", "sql_file", type=click.File("r"), help="Read the SQL from FILE.")
 @click.option("--output", "-o", "fmt", type=click.Choice(FORMATS), default="table", show_default=True)
@@ -79,6 +80,7 @@ def query_command(ctx, sql, sql_file, fmt, live, timeout, aws: AwsOptions):
 
 
 @cli.command("shell")
+@db_option
 @click.pass_context
 def shell_command(ctx):
     """Interactive SQL shell (apsw's) on the snapshot, read-only: dot-commands that write,
@@ -92,6 +94,7 @@ def shell_command(ctx):
 
 
 @cli.command("tables")
+@db_option
 @click.option("--output", "-o", "fmt", type=click.Choice(FORMATS), default="table", show_default=True)
 @click.pass_context
 def tables_command(ctx, fmt):

@@ -10,10 +10,16 @@ from ..aws import AwsOptions
 from ..errors import UserError
 from ..render import terminal_text
 from ..sql import snapshot_connection
-from .app import aws_options, cli
+from .app import aws_options, cli, db_option
+
+
+# The two usual first plans, as the hint of a `remediate` without a key choice shows them.
+NEW_KEYS = "bedrock-sql remediate --create-key --alias alias/bedrock-models"
+EXISTING_KEY = "bedrock-sql remediate --kms-key ARN"
 
 
 @cli.command("remediate")
+@db_option
 @click.option("--model", "models", multiple=True, metavar="ARN",
               help="Remediate this model, custom or imported (repeatable). Default: every model failing "
                    "bedrock_custom_model_encrypted_with_cmk or bedrock_imported_model_encrypted_with_cmk.")
@@ -43,6 +49,9 @@ def remediate_command(ctx, models, kms_keys, create_key, alias, key_admin_roles,
 
     from ..remediate import LiveAws, apply_plan, apply_report, describe_plan, plan_json, plan_remediation, write_script
 
+    if not kms_keys and not create_key:  # a first plan: show the two usual ways to ask for one
+        raise UserError(f"choose the key, e.g. {NEW_KEYS} (a new CMK in each account and region), or {EXISTING_KEY} "
+                        "(an existing customer-managed key; repeat it, one per region)")
     if apply_:
         given = [name for name in ("fmt", "out_dir", "force") if ctx.get_parameter_source(name) != click.core.ParameterSource.DEFAULT]
         if given:

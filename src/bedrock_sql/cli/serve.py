@@ -6,10 +6,11 @@ import functools
 
 import click
 
-from .app import cli, queries_option
+from .app import cli, db_option, queries_option
 
 
 @cli.command("serve")
+@db_option
 @click.option("--host", default="127.0.0.1", show_default=True,
               help="Address to listen on (any but the loopback lets others read the snapshot).")
 @click.option("--port", type=click.IntRange(0, 65535), default=8001, show_default=True,  # as Datasette's
@@ -23,7 +24,8 @@ def serve_command(ctx, host, port, allow_hosts, query_dirs):
     """Browse the snapshot in Datasette, read-only: every table with its descriptions, every
     control as a canned query named by its id (the rows check gives) and every example
     query. Answers only requests for its own address (and localhost), and --allow-host.
-    Needs the extra: pip install 'bedrock-sql[serve]'. Ctrl-C stops it."""
+    Needs the extra: pip install 'bedrock-sql[serve]' (from a checkout: pip install
+    '.[serve]'). Ctrl-C stops it."""
     from ..serve import serve
 
     serve(ctx.obj["db"], host=host, port=port, query_dirs=query_dirs, allow_hosts=allow_hosts,

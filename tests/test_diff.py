@@ -110,6 +110,7 @@ def changes(rows: list[dict], control: str, resource: str) -> tuple:
     [
         ("alarm", "ok", {}, "fixed"),
         ("alarm", "skip", {}, "fixed"),
+        ("alarm", "info", {}, "fixed"),  # e.g. made again with a key in another account
         ("ok", "alarm", {}, "regressed"),
         ("info", "alarm", {}, "regressed"),
         (None, "alarm", {}, "new alarm"),
@@ -189,6 +190,23 @@ def test_diff_names_what_was_fixed_and_what_regressed(capsys, snapshots) -> None
     # Unchanged rows are hidden without --all.
     assert not [r for r in rows if r["resource"] == model_arn("steady-model")]
     assert {r["change"] for r in rows}.isdisjoint({"unchanged", "out of scope"})
+
+
+def test_a_model_whose_key_moved_to_another_account_is_fixed_not_regressed(capsys, tmp_path) -> None:
+    """alarm -> info: a model on the Bedrock-owned key made again with a key of another account
+    (which this audit cannot inspect) is fixed; --fail-on regressed does not fire on it."""
+    old = Estate(tmp_path / "old.db", when=OLD_TIME, regions=(REGION,))
+    old.snap.add_model("moved-model")
+    new = Estate(tmp_path / "new.db", when=NEW_TIME, regions=(REGION,))
+    foreign = f"arn:aws:kms:{REGION}:{OTHER_ACCOUNT}:key/{Estate.CMK}"
+    new.snap.add_model("moved-model", model_kms_key_arn=foreign)
+    rows = rows_of(capsys, old.snap.path, new.snap.path)
+    assert changes(rows, SEED, model_arn("moved-model")) == ("alarm", "info", "fixed")
+    assert OTHER_ACCOUNT in row(rows, SEED, model_arn("moved-model"))["reason"]
+    assert changes(rows, "inventory", model_arn("moved-model")) == ("Bedrock-owned key", foreign, "model key changed")
+    assert not [r for r in rows if r["change"] == "regressed"], rows
+    code, _, err = diff(capsys, old.snap.path, new.snap.path, "-o", "csv", "--fail-on", "regressed")
+    assert code == 0, err
 
 
 def test_inventory_rows_name_key_and_model_changes(capsys, snapshots) -> None:

@@ -153,6 +153,85 @@ def test_the_first_matching_entry_is_the_one_named(capsys, tmp_path: Path, db: P
     assert reasons[LEGACY_ARN].startswith("First.") and reasons[HR_ARN].startswith("Second.")
 
 
+# --- tags are the resource owner's word: tag_keys_trusted ---------------------------------------
+
+
+def write_trusting(tmp_path: Path, entries: list, trusted: list | None, name: str = "exceptions.yaml") -> Path:
+    import yaml
+
+    document = {"exceptions": entries} if trusted is None else {"tag_keys_trusted": trusted, "exceptions": entries}
+    path = tmp_path / name
+    path.write_text(yaml.safe_dump(document, sort_keys=False), encoding="utf-8")
+    return path
+
+
+def warnings_of(err: str) -> list[str]:
+    return [line for line in err.splitlines() if line.startswith("bedrock-sql: warning:")]
+
+
+def test_a_tag_matched_entry_without_tag_keys_trusted_mutes_and_warns_once(capsys, tmp_path: Path, db: Path) -> None:
+    """Backward compatible: it still mutes; but the run says, once, that whoever can tag earns it."""
+    path = write(tmp_path, [entry(tags={"team": "legacy"}), entry(tags={"env": "prod"}, reason="Prod."),
+                            entry(resource=HR_ARN)])
+    code, rows, err = check_json(capsys, db, "--exceptions", path)
+    assert code == 0 and muted(rows) == {(SEED, LEGACY_ARN), (SEED, HR_ARN)}, err
+    (warning,) = warnings_of(err)  # one line for the file, however many such entries
+    assert "entries 1, 2 match by tag (env, team)" in warning, warning
+    assert "anyone who can tag a resource" in warning and "tag_keys_trusted" in warning
+    reason = next(r["mute_reason"] for r in rows if r["resource"] == LEGACY_ARN and r["muted"])
+    assert "matched by tag team=legacy" in reason, reason  # the evidence says on whose word it is muted
+
+
+def test_an_entry_without_tags_gives_no_tag_warning(capsys, tmp_path: Path, db: Path) -> None:
+    code, rows, err = check_json(capsys, db, "--exceptions", write(tmp_path, [entry(resource=LEGACY_ARN)]))
+    assert code == 1 and muted(rows) == {(SEED, LEGACY_ARN)}
+    assert warnings_of(err) == []
+    assert "matched by tag" not in next(r["mute_reason"] for r in rows if r["muted"])
+
+
+def test_a_tag_key_tag_keys_trusted_lists_mutes_without_a_warning(capsys, tmp_path: Path, db: Path) -> None:
+    path = write_trusting(tmp_path, [entry(tags={"team": "legacy"})], trusted=["team"])
+    code, rows, err = check_json(capsys, db, "--exceptions", path)
+    assert muted(rows) == {(SEED, LEGACY_ARN)} and code == 1, err
+    assert warnings_of(err) == []
+
+
+@pytest.mark.parametrize(("tags", "trusted"), [
+    ({"team": "legacy"}, ["risk-accepted"]),  # the member account's own tag, not the one the board controls
+    ({"team": "legacy", "env": "prod"}, ["env"]),  # one untrusted key is enough to refuse it
+    ({"team": "legacy"}, []),  # [] trusts no tag key
+], ids=["other-key", "one-key-untrusted", "none-trusted"])
+def test_an_entry_matching_by_an_untrusted_tag_key_mutes_nothing_and_says_so(
+    capsys, tmp_path: Path, db: Path, tags: dict, trusted: list
+) -> None:
+    path = write_trusting(tmp_path, [entry(tags=tags), entry(resource=HR_ARN, reason="Board decision.")], trusted)
+    code, rows, err = check_json(capsys, db, "--exceptions", path)
+    assert muted(rows) == {(SEED, HR_ARN)}, err  # the entry without tags is untouched
+    assert code == 1  # the legacy model's alarm counts
+    (warning,) = warnings_of(err)
+    assert f"entry 1 (control {SEED}) mutes nothing: it matches by tag key 'team'" in warning, warning
+    assert "tag_keys_trusted does not list" in warning and str(path) in warning
+    loaded = load_exceptions(path, CONTROL_IDS)
+    assert [e.number for e in loaded.untrusted] == [1] and [e.number for e in loaded.active] == [2]
+
+
+def test_tag_keys_trusted_holds_in_json_and_for_diff(capsys, tmp_path: Path, db: Path) -> None:
+    path = write_trusting(tmp_path, [], trusted=None, name="e.json")
+    path.write_text(json.dumps({"tag_keys_trusted": ["risk-accepted"], "exceptions": [entry(tags={"team": "legacy"})]}))
+    code, rows, err = check_json(capsys, db, "--exceptions", path)
+    assert code == 1 and muted(rows) == set() and len(warnings_of(err)) == 1
+    code, _, err = cli(capsys, "diff", db, db, "-o", "json", "--exceptions", path)
+    assert code == 0 and "mutes nothing: it matches by tag key 'team'" in err, err
+
+
+def test_an_expired_untrusted_entry_warns_only_that_it_expired(capsys, tmp_path: Path, db: Path) -> None:
+    yesterday = (today() - timedelta(days=1)).isoformat()
+    path = write_trusting(tmp_path, [entry(tags={"team": "legacy"}, expires=yesterday)], trusted=["risk-accepted"])
+    _, rows, err = check_json(capsys, db, "--exceptions", path)
+    (warning,) = warnings_of(err)
+    assert "expired" in warning and muted(rows) == set()
+
+
 # --- errors: accepted only when named ------------------------------------------------------------
 
 
@@ -238,11 +317,16 @@ def test_a_bad_entry_is_one_line_naming_it(capsys, tmp_path: Path, db: Path, key
 @pytest.mark.parametrize("raw,words", [
     ("exceptions: [unclosed\n", ["not valid YAML"]),
     ("{\"exceptions\": [}", ["not valid JSON"]),
-    ("- control: x\n", ["one key, 'exceptions'"]),
+    ("- control: x\n", ["the key 'exceptions'"]),
     ("exceptions:\n  control: x\n", ["must be a list"]),
     ("exceptions:\n  - just a string\n", ["entry 1", "mapping"]),
-    ("rules: []\n", ["one key, 'exceptions'"]),
-], ids=["yaml", "json", "top-level-list", "not-a-list", "entry-not-a-mapping", "wrong-key"])
+    ("rules: []\n", ["the key 'exceptions'"]),
+    ("exceptions: []\nrules: []\n", ["unknown top-level key", "rules"]),
+    ("exceptions: []\ntag_keys_trusted: risk-accepted\n", ["tag_keys_trusted", "a list of tag keys"]),
+    ("exceptions: []\ntag_keys_trusted:\n", ["tag_keys_trusted", "a list of tag keys"]),
+    ("exceptions: []\ntag_keys_trusted: ['']\n", ["tag_keys_trusted", "a list of tag keys"]),
+], ids=["yaml", "json", "top-level-list", "not-a-list", "entry-not-a-mapping", "wrong-key", "extra-key",
+        "trusted-not-a-list", "trusted-null", "trusted-empty-key"])
 def test_a_malformed_file_is_one_line(capsys, tmp_path: Path, db: Path, raw: str, words: list) -> None:
     path = write(tmp_path, [], name="exceptions", raw=raw)
     code, out, err = cli(capsys, "--db", db, "check", "--exceptions", path)

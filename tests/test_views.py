@@ -22,8 +22,8 @@ from bedrock_sql.engine import ErrorLog
 from bedrock_sql.sql import live_connection, run_query, snapshot_connection
 from bedrock_sql.views import VIEWS
 from snapshot_builder import (
-    ACCOUNT, FOREIGN_ACCOUNT, IMPORTED_MODELS, IMPORTED_SEED, KEYS, MODELS, POLICY, ROTATION, SEED, USABLE,
-    SnapshotBuilder, key_arn,
+    ACCOUNT, DEPLOYMENTS, FOREIGN_ACCOUNT, IMPORTED_MODELS, IMPORTED_SEED, KEYS, MODELS, POLICY, ROTATION, SEED,
+    THROUGHPUTS, USABLE, SnapshotBuilder, key_arn,
 )
 
 CONTROLS = {c.id: c for c in bundled_controls()}
@@ -178,6 +178,43 @@ def test_served_by_throughput_model_and_desired_model_and_deployment(snap: Snaps
     f = assert_verdict(custom, idle["arn"], "alarm")
     assert "in use" not in f.reason and f.dimensions["in_use"] == 0
     assert_verdict(findings(snap.path, IMPORTED_SEED), imported["arn"], "alarm", serving_imported["arn"])
+
+
+@pytest.mark.parametrize(("table", "operation"), [(THROUGHPUTS, "ListProvisionedModelThroughputs"),
+                                                  (DEPLOYMENTS, "ListCustomModelDeployments")])
+def test_in_use_is_unknown_not_0_when_what_serves_models_could_not_be_listed(
+    snap: SnapshotBuilder, table: str, operation: str
+) -> None:
+    """A failed throughput (or deployment) listing in a model's unit: nothing seen serving it
+    proves nothing, so in_use is NULL (unknown), never 0 -- in the view and in both CMK rules'
+    rows. What was seen serving a model still counts (1), and another unit's failure is no
+    concern of this one (0)."""
+    cmk = snap.add_key("alias/cmk")
+    unseen = snap.add_model("unseen")  # Bedrock-owned key, nothing listed serving it
+    fine = snap.add_model("fine", model_kms_key_arn=cmk["arn"])
+    served = snap.add_model("served")
+    seen_by = snap.add_deployment(served["arn"]) if table == THROUGHPUTS else snap.add_throughput(served["arn"])
+    imported = snap.add_imported_model("imported-unseen")
+    elsewhere = snap.add_model("elsewhere", region="eu-west-1")
+    snap.add_error(table_name=table, operation=operation)  # us-east-1 only
+
+    by_arn = encryption(snap.path)
+    for model in (unseen, fine, imported):
+        row = by_arn[model["arn"]]
+        assert row["in_use"] is None, (model["arn"], row["in_use"])
+        assert row["serving_error"] == f"{operation} failed with AccessDeniedException", row
+    assert (by_arn[served["arn"]]["in_use"], json.loads(by_arn[served["arn"]]["served_by"])) == (1, [seen_by["arn"]])
+    assert (by_arn[elsewhere["arn"]]["in_use"], by_arn[elsewhere["arn"]]["serving_error"]) == (0, None)
+
+    custom = findings(snap.path, SEED)
+    for model in (unseen, fine):
+        assert custom[model["arn"]].dimensions["in_use"] is None, custom[model["arn"]].dimensions
+    f = assert_verdict(custom, unseen["arn"], "alarm", "whether it is in use is unknown", operation)
+    assert "in use by" not in f.reason
+    assert custom[served["arn"]].dimensions["in_use"] == 1
+    assert custom[elsewhere["arn"]].dimensions["in_use"] == 0
+    f = assert_verdict(findings(snap.path, IMPORTED_SEED), imported["arn"], "alarm", "whether it is in use is unknown")
+    assert f.dimensions["in_use"] is None, f.dimensions
 
 
 def test_in_use_alarms_sort_first(snap: SnapshotBuilder) -> None:

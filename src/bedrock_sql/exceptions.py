@@ -2,8 +2,9 @@
 known risk, until a date.
 
 The file is YAML or JSON (by its extension; otherwise JSON when it starts with ``{``) with
-one top-level key, ``exceptions``: a list of entries::
+the top-level key ``exceptions``, a list of entries, and optionally ``tag_keys_trusted``::
 
+    tag_keys_trusted: [risk-accepted]  # optional: the only tag keys an entry may match by
     exceptions:
       - control: bedrock_custom_model_encrypted_with_cmk   # a control id, or a glob
         resource: "arn:aws:bedrock:*:*:custom-model/*/legacy-*"   # an ARN glob
@@ -21,6 +22,17 @@ reason, owner, ticket and expiry); the first matching entry (in file order) is t
 Muted findings do not fail the check. An entry accepts ``alarm`` and ``info`` findings unless
 its ``status`` says otherwise: an ``error`` (a resource that could not be read) is muted only
 by an entry that names ``error`` - accepting a known risk is not accepting not to look.
+
+**Tags are the resource owner's word, not the auditor's.** An entry with ``tags`` is earned by
+anyone who can tag the resource (``bedrock:TagResource``, tags given when it is created,
+``kms:TagResource``...) in its account -- often the very team whose finding it mutes. So:
+
+- without ``tag_keys_trusted``, tag-matched entries work as written, and every run warns once
+  (one line naming them and their tag keys) that they trust whoever can tag;
+- with ``tag_keys_trusted`` (a list of tag keys, ``[]`` for none), an entry matches by those
+  keys only: one whose ``tags`` names another key mutes nothing and is reported, one line
+  each. List only keys that IAM or an SCP lets nobody but you set (docs/audit-cycle.md);
+- a finding muted by tags says so in its ``mute_reason`` (``matched by tag KEY=VALUE``).
 
 An expired entry mutes nothing: each is reported once, as a warning. Anything doubtful in
 the file - a missing reason or expiry, a date that is not YYYY-MM-DD, an unknown key (a typo
@@ -47,6 +59,7 @@ from .errors import UserError
 
 REQUIRED_KEYS = ("control", "resource", "reason", "expires")
 OPTIONAL_KEYS = ("account", "region", "tags", "status", "owner", "ticket")
+TOP_LEVEL_KEYS = ("exceptions", "tag_keys_trusted")
 DEFAULT_STATUSES = ("alarm", "info")
 
 _DATE = re.compile(r"^\d{4}-\d{2}-\d{2}$")
@@ -82,8 +95,15 @@ class Entry:
 
     @property
     def note(self) -> str:
-        """The finding's mute_reason: why, who, which ticket, until when."""
-        return f"{self.reason} ({'; '.join([*self._who, f'accepted until {self.expires.isoformat()}'])})"
+        """The finding's mute_reason: why, who, which ticket, on whose word (a tag), until when."""
+        parts = [*self._who]
+        if self.tags:
+            parts.append("matched by tag " + ", ".join(f"{key}={value}" for key, value in self.tags))
+        return f"{self.reason} ({'; '.join([*parts, f'accepted until {self.expires.isoformat()}'])})"
+
+    @property
+    def tag_keys(self) -> tuple[str, ...]:
+        return tuple(key for key, _ in self.tags)
 
     @property
     def expiry_warning(self) -> str:
@@ -119,10 +139,27 @@ class ExceptionFile:
     active: tuple[Entry, ...]
     expired: tuple[Entry, ...]
     unmatched: tuple[Entry, ...]  # a control glob that names no control
+    # tag_keys_trusted as given (None: the file has none, and tag-matched entries trust any tagger).
+    tag_keys_trusted: frozenset[str] | None = None
+    # Not expired, but matching by a tag key tag_keys_trusted does not list: they mute nothing.
+    untrusted: tuple[Entry, ...] = ()
 
     def warnings(self) -> list[str]:
         lines = [f"--exceptions {self.path}: {entry.expiry_warning}" for entry in self.expired]
         lines += [f"--exceptions {self.path}: {entry.name}: the glob matches no control" for entry in self.unmatched]
+        for entry in self.untrusted:
+            keys = ", ".join(repr(k) for k in entry.tag_keys if k not in (self.tag_keys_trusted or ()))
+            lines.append(f"--exceptions {self.path}: {entry.name} mutes nothing: it matches by tag key {keys}, "
+                         "which tag_keys_trusted does not list")
+        by_tag = [entry for entry in self.active if entry.tags]
+        if by_tag and self.tag_keys_trusted is None:
+            keys = sorted({key for entry in by_tag for key in entry.tag_keys})
+            which = ", ".join(str(entry.number) for entry in by_tag)
+            one = len(by_tag) == 1
+            lines.append(
+                f"--exceptions {self.path}: {'entry' if one else 'entries'} {which} {'matches' if one else 'match'} "
+                f"by tag ({', '.join(keys)}): anyone who can tag a resource can earn {'it' if one else 'them'}; "
+                "list the tag keys only you can set in tag_keys_trusted (see docs/audit-cycle.md, Accepting a risk)")
         return lines
 
     def muter(self, connection: apsw.Connection) -> Muter:
@@ -202,8 +239,14 @@ def load_exceptions(path: str | Path, control_ids: Iterable[str], today: date | 
     and ``--queries``), so one file serves checks of any subset of them."""
     name = str(path)
     document = _read(Path(path), name)
-    if not isinstance(document, dict) or set(document) != {"exceptions"}:
-        raise UserError(f"--exceptions {name}: the file must hold one key, 'exceptions': a list of entries")
+    if not isinstance(document, dict) or "exceptions" not in document:
+        raise UserError(f"--exceptions {name}: the file must hold the key 'exceptions': a list of entries "
+                        "(and optionally 'tag_keys_trusted')")
+    unknown = sorted(str(k) for k in document if k not in TOP_LEVEL_KEYS)
+    if unknown:
+        raise UserError(f"--exceptions {name}: unknown top-level key {unknown[0]!r} (allowed: exceptions, "
+                        "tag_keys_trusted)")
+    trusted = _trusted_keys(document, name)
     items = document["exceptions"]
     if items is None:
         items = []
@@ -212,12 +255,30 @@ def load_exceptions(path: str | Path, control_ids: Iterable[str], today: date | 
     known = set(control_ids)
     entries = [_entry(item, number, known, name) for number, item in enumerate(items, start=1)]
     today = today or today_utc()
+    valid = [e for e in entries if not e.expired(today)]
+
+    def untrusted(entry: Entry) -> bool:
+        return trusted is not None and not set(entry.tag_keys) <= trusted
+
     return ExceptionFile(
         path=name,
-        active=tuple(e for e in entries if not e.expired(today)),
+        active=tuple(e for e in valid if not untrusted(e)),
         expired=tuple(e for e in entries if e.expired(today)),
         unmatched=tuple(e for e in entries if _GLOB.search(e.control) and not any(fnmatchcase(i, e.control) for i in known)),
+        tag_keys_trusted=trusted,
+        untrusted=tuple(e for e in valid if untrusted(e)),
     )
+
+
+def _trusted_keys(document: dict, name: str) -> frozenset[str] | None:
+    """``tag_keys_trusted``: None when the file has none; else the keys (an empty list trusts none)."""
+    if "tag_keys_trusted" not in document:
+        return None
+    value = document["tag_keys_trusted"]
+    if not isinstance(value, list) or not all(isinstance(k, str) and k.strip() for k in value):
+        raise UserError(f"--exceptions {name}: tag_keys_trusted must be a list of tag keys ([] trusts none), "
+                        f"not {value!r}")
+    return frozenset(value)
 
 
 def _read(path: Path, name: str) -> Any:

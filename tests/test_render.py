@@ -666,3 +666,43 @@ def test_github_only_syntax_is_escaped_too(value):
     # notify people) and #references, which neither renderer above does: so check the escape
     # itself, a backslash before each (the renderers above show it as the bare character).
     assert re.findall(r"(?<!\\)[$@#]", markdown_text(value)) == []
+
+
+# --- machine formats read in a terminal --------------------------------------------------
+
+from hypothesis import given, strategies as st  # noqa: E402
+
+from bedrock_sql.render import inert_json  # noqa: E402
+
+
+@given(st.text())
+def test_inert_json_is_the_same_json_and_prints_nothing_a_terminal_acts_on(text: str) -> None:
+    import json as _json
+
+    dumped = inert_json(_json.dumps({"v": text}, ensure_ascii=False))
+    assert _json.loads(dumped) == {"v": text}  # lossless: the same JSON value
+    raw = [c for c in dumped if not c.isprintable() and not c.isspace()]
+    assert not raw, f"raw {[hex(ord(c)) for c in raw]} in {dumped!r}"
+
+
+@pytest.mark.parametrize("fmt", ["json", "jsonl"])
+def test_json_output_escapes_c1_and_bidi_characters(fmt: str) -> None:
+    out = io.StringIO()
+    render(["v"], [("a\x9b31m\u202eb\x7f",)], fmt, out)
+    assert not any(c in out.getvalue() for c in "\x9b\u202e\x7f"), repr(out.getvalue())
+    assert "\\u009b" in out.getvalue() and "\\u202e" in out.getvalue()
+
+
+class _Terminal(io.StringIO):
+    def isatty(self) -> bool:
+        return True
+
+
+def test_csv_on_a_terminal_shows_escapes_and_stays_exact_in_a_pipe() -> None:
+    value = "x\x1b[2J\x1b]0;owned\x07\x9b"
+    shown, piped = _Terminal(), io.StringIO()
+    render(["v"], [(value,)], "csv", shown)
+    render(["v"], [(value,)], "csv", piped)
+    assert not any(c in shown.getvalue() for c in "\x1b\x07\x9b"), repr(shown.getvalue())
+    assert "\\x1b[2J" in shown.getvalue()
+    assert piped.getvalue() == f"v\n{value}\n"  # data for programs: exact

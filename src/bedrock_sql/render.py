@@ -231,13 +231,26 @@ def _unique_keys(columns: Sequence[str]) -> list[str]:
     return keys
 
 
+def inert_json(text: str) -> str:
+    """JSON text (from ``json.dumps(..., ensure_ascii=False)``) with every character that is not
+    printable written as its ``\\uXXXX`` escape: json.dumps escapes C0 itself but leaves DEL, C1
+    controls (0x9b is CSI on 8-bit terminals), Unicode format characters (bidi overrides,
+    zero-width) and unassigned code points raw. The same JSON value, safe to print
+    (``cat findings.json``), non-ASCII names still readable. Line breaks of ``indent`` stay."""
+    return "\n".join(line if line.isprintable() else _inert_json_line(line) for line in text.split("\n"))
+
+
+def _inert_json_line(line: str) -> str:
+    return "".join(c if c.isprintable() else json.dumps(c)[1:-1] for c in line)
+
+
 def _json_line(keys: Sequence[str], row: Sequence[Any]) -> str:
-    # ensure_ascii=False keeps non-ASCII names and tags readable.
-    return json.dumps(
+    # ensure_ascii=False keeps non-ASCII names and tags readable; inert_json what is unsafe.
+    return inert_json(json.dumps(
         {k: _json_value(v) for k, v in zip(keys, row)},
         ensure_ascii=False,
         allow_nan=False,
-    )
+    ))
 
 
 # --- writers: one class per format ----------------------------------------------
@@ -274,11 +287,17 @@ class _CsvWriter(RowWriter):
         # into a small buffer, then swap the terminator for "\n".
         self._buffer = io.StringIO()
         self._csv = csv.writer(self._buffer, lineterminator="\r\n")
+        # CSV has no escapes of its own: on a terminal (a person reading, not a pipe or a
+        # file) cells are shown as terminal_text shows them, so no value can drive it.
+        isatty = getattr(out, "isatty", None)
+        self._for_terminal = bool(isatty and isatty())
         self._write_cells(columns)
 
     def _write_cells(self, cells) -> None:
         self._buffer.seek(0)
         self._buffer.truncate()
+        if self._for_terminal:
+            cells = [c if c is None else terminal_text(c) for c in cells]
         self._csv.writerow([neutralize_csv_cell(c) for c in cells])
         self.out.write(self._buffer.getvalue()[:-2] + "\n")
 

@@ -46,7 +46,7 @@ from .controls import (
 from .errors import UserError
 from .exceptions import ExceptionFile
 from .frameworks import requirement_labels
-from .render import PAGE_ROWS, Styled, markdown_text, render, row_writer, terminal_text
+from .render import PAGE_ROWS, Styled, inert_json, markdown_text, render, row_writer, terminal_text
 
 CHECK_FORMATS = ("table", "brief", "csv", "json", "jsonl", "markdown", "asff", "ocsf", "html")
 # Formats whose stdout must stay parseable: their summary goes to stderr (html: the page is
@@ -386,7 +386,7 @@ class _JsonArray:
         self.count = 0
 
     def write(self, finding: Finding) -> None:
-        document = json.dumps(self.convert(finding), indent=2, ensure_ascii=False)
+        document = inert_json(json.dumps(self.convert(finding), indent=2, ensure_ascii=False))
         self.out.write(("[\n" if not self.count else ",\n") + textwrap.indent(document, "  "))
         self.count += 1
 

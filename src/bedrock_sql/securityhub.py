@@ -40,6 +40,7 @@ from .aws import ApiError, UnitApi
 from .controls import Control, Finding, iter_findings, prepare_control, snapshot_run
 from .errors import describe_failure
 from .findings import asff_finding
+from .render import inert_json
 
 if TYPE_CHECKING:
     from .exceptions import ExceptionFile
@@ -308,7 +309,7 @@ def dry_run(findings: Iterable[Finding], out: TextIO) -> ImportReport:
     def flush(key: Key, batch: list[dict]) -> None:
         report.called()
         report.landed(key, len(batch))
-        out.write(json.dumps({"account_id": key[0], "region": key[1], "findings": batch}, ensure_ascii=False) + "\n")
+        out.write(inert_json(json.dumps({"account_id": key[0], "region": key[1], "findings": batch}, ensure_ascii=False)) + "\n")
 
     batches = _Batches(flush)
     for finding in findings:
